@@ -1,0 +1,7 @@
+"""``python -m fanout run``."""
+
+import sys
+
+from fanout.cli import main
+
+sys.exit(main())

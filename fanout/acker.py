@@ -1,0 +1,187 @@
+"""Ack stage: DeleteMessageBatch for settled messages, ChangeMessageVisibilityBatch to extend
+messages held long (slow retries) and to release unprocessed ones at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fanout.batching import Batcher
+from fanout.inflight import InFlight, Received
+from fanout.retry import EXPIRED_RECEIPT_CODES, Backoff, Failure
+from fanout.sqs import call_batch, settle_all
+from fanout.stats import Stats
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class _Visibility:
+    message: Received
+    timeout: int
+
+
+class Acker:
+    def __init__(
+        self,
+        client: SQSClient,
+        queue_url: str,
+        *,
+        inflight: InFlight,
+        stats: Stats,
+        backoff: Backoff,
+        rng: random.Random,
+        linger: float,
+        visibility_timeout: int,
+    ) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._inflight = inflight
+        self._stats = stats
+        self._backoff = backoff
+        self._rng = rng
+        self.visibility_timeout = visibility_timeout
+        self._deletes: Batcher[Received] = Batcher(
+            "delete",
+            self._send_deletes,
+            lambda batch, exc: settle_all(batch, exc, self._deleted),
+            size_of=lambda m: len(m.receipt_handle),
+            linger=linger,
+        )
+        self._visibility: Batcher[_Visibility] = Batcher(
+            "visibility",
+            self._send_visibility,
+            lambda batch, exc: settle_all(batch, exc, self._changed),
+            size_of=lambda v: len(v.message.receipt_handle),
+            linger=0.0,
+        )
+
+    # --- public API --------------------------------------------------------------------
+
+    def delete(self, message: Received) -> None:
+        self._deletes.add(message)
+
+    def release(self, message: Received) -> None:
+        """Make the message visible again now (it was received but will not be processed)."""
+        self._visibility.add(_Visibility(message, 0))
+
+    def extend_due(self, now: float | None = None) -> int:
+        """Extend every message held past half its visibility timeout; returns how many."""
+        now = time.monotonic() if now is None else now
+        due = 0
+        for message in self._inflight:
+            if message.extend_at <= now:
+                message.extend_at = now + self.visibility_timeout / 2
+                self._visibility.add(_Visibility(message, self.visibility_timeout))
+                due += 1
+        return due
+
+    async def heartbeat(self) -> None:
+        """Runs for the life of the service (also during shutdown, while retries drain)."""
+        interval = max(0.5, min(self.visibility_timeout / 4, 10.0))
+        while True:
+            await asyncio.sleep(interval)
+            self.extend_due()
+
+    async def drain(self) -> None:
+        await self._deletes.drain()
+        await self._visibility.drain()
+
+    @property
+    def busy(self) -> bool:
+        return self._deletes.busy or self._visibility.busy
+
+    # --- sending -----------------------------------------------------------------------
+
+    async def _send_deletes(self, batch: list[Received]) -> None:
+        async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
+            return await self._client.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=entries,  # type: ignore[arg-type]
+            )
+
+        await call_batch(
+            "DeleteMessageBatch",
+            call,
+            batch,
+            lambda m: {"ReceiptHandle": m.receipt_handle},
+            self._deleted,
+            backoff=self._backoff,
+            rng=self._rng,
+            stats=self._stats,
+        )
+
+    async def _send_visibility(self, batch: list[_Visibility]) -> None:
+        async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
+            return await self._client.change_message_visibility_batch(
+                QueueUrl=self._queue_url,
+                Entries=entries,  # type: ignore[arg-type]
+            )
+
+        await call_batch(
+            "ChangeMessageVisibilityBatch",
+            call,
+            batch,
+            lambda v: {"ReceiptHandle": v.message.receipt_handle, "VisibilityTimeout": v.timeout},
+            self._changed,
+            backoff=self._backoff,
+            rng=self._rng,
+            stats=self._stats,
+        )
+
+    # --- results -----------------------------------------------------------------------
+
+    def _deleted(self, message: Received, failure: Failure | None) -> None:
+        if failure is None:
+            self._stats.deleted += 1
+        elif failure.code in EXPIRED_RECEIPT_CODES:
+            # Held past its visibility timeout: SQS made it visible again and will redeliver it;
+            # the redelivery is routed again (duplicates in standard targets, deduped in FIFO).
+            self._stats.expired_receipts += 1
+            log.info(
+                "message %s: receipt handle expired before delete (%s); it will be redelivered",
+                message.message_id,
+                failure.code,
+            )
+        else:
+            self._stats.errors[f"delete:{failure.code}"] += 1
+            log.error(
+                "message %s: delete failed (%s: %s); it will be redelivered",
+                message.message_id,
+                failure.code,
+                failure.message,
+            )
+        self._inflight.remove(message)
+
+    def _changed(self, change: _Visibility, failure: Failure | None) -> None:
+        message = change.message
+        if change.timeout == 0:
+            if failure is None:
+                self._stats.released += 1
+            else:
+                log.info(
+                    "message %s: release failed (%s); visible after its timeout",
+                    message.message_id,
+                    failure.code,
+                )
+            self._inflight.remove(message)
+            return
+        if failure is None:
+            self._stats.visibility_extended += 1
+        elif failure.code in EXPIRED_RECEIPT_CODES:
+            self._stats.expired_receipts += 1
+            log.warning(
+                "message %s: visibility could not be extended (%s); it may be delivered again",
+                message.message_id,
+                failure.code,
+            )
+        else:
+            self._stats.errors[f"extend:{failure.code}"] += 1

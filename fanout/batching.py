@@ -1,0 +1,172 @@
+"""Batch packing under the SQS limits (pure) and the async micro-batcher built on it.
+
+SQS batch calls take at most 10 entries, and since 2025 at most 1 MiB (1,048,576 bytes) for a
+single message and for the whole batch. A batch flushes when it is full, right before an entry
+would push it past the byte limit, or ``linger`` seconds after its first entry arrived, so
+copies from different receives share calls: that sharing is what cuts SQS calls per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+SQS_MAX_BATCH_ENTRIES = 10
+SQS_MAX_BYTES = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_entries: int = SQS_MAX_BATCH_ENTRIES
+    max_bytes: int = SQS_MAX_BYTES
+
+
+class TooLarge(ValueError):
+    """One entry is larger than a whole batch may be."""
+
+
+def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]] | None = None) -> int:
+    """Bytes SQS counts against the limit: UTF-8 body plus each attribute's name, type, value."""
+    size = len(body.encode("utf-8"))
+    for name, attr in (attributes or {}).items():
+        value = attr.get("StringValue")
+        if value is None:
+            value = attr.get("BinaryValue", b"")
+        raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        size += len(name.encode("utf-8")) + len(str(attr.get("DataType", ""))) + len(raw)
+    return size
+
+
+class BatchBuffer(Generic[T]):
+    """Accumulates entries; ``add`` returns the batches that became ready (pure, no I/O)."""
+
+    def __init__(self, limits: BatchLimits = BatchLimits()) -> None:
+        self.limits = limits
+        self._items: list[T] = []
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def add(self, item: T, size: int) -> list[list[T]]:
+        if size > self.limits.max_bytes:
+            raise TooLarge(f"{size} bytes > {self.limits.max_bytes}")
+        ready: list[list[T]] = []
+        if self._items and self._bytes + size > self.limits.max_bytes:
+            ready.append(self.take())
+        self._items.append(item)
+        self._bytes += size
+        if len(self._items) >= self.limits.max_entries:
+            ready.append(self.take())
+        return ready
+
+    def take(self) -> list[T]:
+        items, self._items, self._bytes = self._items, [], 0
+        return items
+
+
+def pack(items: Iterable[tuple[T, int]], limits: BatchLimits = BatchLimits()) -> list[list[T]]:
+    """Split ``(item, size)`` pairs, in order, into batches that respect ``limits``."""
+    buffer: BatchBuffer[T] = BatchBuffer(limits)
+    batches: list[list[T]] = []
+    for item, size in items:
+        batches.extend(buffer.add(item, size))
+    if len(buffer):
+        batches.append(buffer.take())
+    return batches
+
+
+class Batcher(Generic[T]):
+    """Async micro-batcher: ``add`` never blocks; full or lingering batches are sent by tasks.
+
+    ``send`` must settle every item of its batch (it owns retries and per-item callbacks). If it
+    raises anyway, ``fail`` is called with the batch so no item is left unsettled.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        send: Callable[[list[T]], Awaitable[None]],
+        fail: Callable[[list[T], BaseException], None],
+        *,
+        size_of: Callable[[T], int],
+        linger: float,
+        concurrency: int = 8,
+        limits: BatchLimits = BatchLimits(),
+    ) -> None:
+        self.name = name
+        self._send = send
+        self._fail = fail
+        self._size_of = size_of
+        self._linger = linger
+        self._buffer: BatchBuffer[T] = BatchBuffer(limits)
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks) or len(self._buffer) > 0
+
+    def add(self, item: T) -> None:
+        for batch in self._buffer.add(item, self._size_of(item)):
+            self._launch(batch)
+        if not len(self._buffer):
+            self._cancel_timer()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._linger, self._flush_due)
+
+    def flush_now(self) -> None:
+        """Send whatever is buffered without waiting for the linger time."""
+        self._cancel_timer()
+        if len(self._buffer):
+            self._launch(self._buffer.take())
+
+    async def drain(self) -> None:
+        """Flush and wait until every batch sent so far has been settled."""
+        self.flush_now()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def abort(self) -> None:
+        """Cancel in-progress sends (shutdown past its deadline)."""
+        self._cancel_timer()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        if len(self._buffer):
+            self._launch(self._buffer.take())
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _launch(self, batch: list[T]) -> None:
+        task = asyncio.create_task(self._run(batch), name=f"send {self.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[T]) -> None:
+        async with self._slots:
+            try:
+                await self._send(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("batch send to %s failed unexpectedly", self.name)
+                self._fail(batch, exc)

@@ -1,0 +1,170 @@
+"""Command line: ``fanout run`` (also ``python -m fanout run``). Flags override FANOUT_* vars."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from fanout.config import Settings, load_settings
+from fanout.errors import ConfigError
+from fanout.rules import load_rules
+from fanout.service import Service, check_queues
+from fanout.sqs import create_client
+from fanout.stats import Stats, render_summary
+
+log = logging.getLogger("fanout")
+
+NO_SOURCE = (
+    "no source queue configured: set FANOUT_SOURCE_QUEUE_URL (or GENESYS_SOURCE_QUEUE_URL) "
+    "or pass --source-queue-url; to try fanout without AWS, run `fanout run --local`"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fanout", description="Fan Genesys Cloud events out from one SQS queue to many."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="consume the source queue and fan events out")
+    run.add_argument("--rules", type=Path, help="rules file (FANOUT_RULES, default rules.yaml)")
+    run.add_argument("--source-queue-url", help="FANOUT_SOURCE_QUEUE_URL")
+    run.add_argument("--dlq-url", help="FANOUT_DLQ_URL")
+    run.add_argument("--endpoint-url", help="FANOUT_ENDPOINT_URL (LocalStack, moto)")
+    run.add_argument("--region", help="FANOUT_REGION")
+    run.add_argument("--pollers", type=int, help="FANOUT_POLLERS")
+    run.add_argument("--workers", type=int, help="FANOUT_WORKERS")
+    run.add_argument("--max-in-flight", type=int, help="FANOUT_MAX_IN_FLIGHT")
+    run.add_argument("--linger-ms", type=float, help="FANOUT_LINGER_MS")
+    run.add_argument("--wait-time-seconds", type=int, help="FANOUT_WAIT_TIME_SECONDS")
+    run.add_argument(
+        "--visibility-timeout-seconds", type=int, help="FANOUT_VISIBILITY_TIMEOUT_SECONDS"
+    )
+    run.add_argument("--log-level", help="FANOUT_LOG_LEVEL")
+    run.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help="drain mode: exit once the source queue stayed empty this long",
+    )
+    run.add_argument("--summary-json", type=Path, metavar="PATH", help="write the summary here")
+    local = run.add_argument_group("embedded local run (no AWS account needed)")
+    local.add_argument(
+        "--local",
+        action="store_true",
+        help="start an in-process SQS server (moto) with synthetic Genesys traffic",
+    )
+    local.add_argument("--rate", type=float, default=25.0, help="events/s to feed (default 25)")
+    local.add_argument("--events", type=int, help="stop feeding after this many events")
+    local.add_argument("--malformed", type=float, default=0.02, help="share of bad bodies")
+    local.add_argument("--seed", type=int, default=7, help="synthetic traffic seed")
+    local.add_argument("--no-progress", action="store_true", help="no live progress line")
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # botocore/aiobotocore/moto chatter is not what an operator needs at INFO.
+    for noisy in ("botocore", "aiobotocore", "aioboto3", "werkzeug", "moto", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT: graceful stop. A second one: stop waiting and exit now."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if not stop.is_set():
+            log.info("%s received: stopping (again to force)", signal.Signals(signum).name)
+            stop.set()
+        elif main is not None:
+            main.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
+    rules = load_rules(settings.rules)
+    async with create_client(settings) as client:
+        await check_queues(client, settings, rules)
+        service = Service(settings, rules, client)
+        install_signal_handlers(service.stop)
+        return await service.run(exit_when_idle=exit_when_idle)
+
+
+def report(stats: Stats, summary_json: Path | None) -> None:
+    summary = stats.summary()
+    print(render_summary(summary))
+    if summary_json is not None:
+        summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "rules",
+            "source_queue_url",
+            "dlq_url",
+            "endpoint_url",
+            "region",
+            "pollers",
+            "workers",
+            "max_in_flight",
+            "linger_ms",
+            "wait_time_seconds",
+            "visibility_timeout_seconds",
+            "log_level",
+        )
+    }
+    try:
+        settings = load_settings(**overrides)
+        configure_logging(settings.log_level)
+        if args.local:
+            from fanout.local import LocalOptions, run_local
+
+            options = LocalOptions(
+                rate=args.rate,
+                events=args.events,
+                malformed=args.malformed,
+                seed=args.seed,
+                progress=not args.no_progress and sys.stdout.isatty(),
+            )
+            stats = asyncio.run(run_local(settings, options, exit_when_idle=args.exit_when_idle))
+        else:
+            if not settings.source_queue_url:
+                raise ConfigError(NO_SOURCE)
+            stats = asyncio.run(serve(settings, args.exit_when_idle))
+    except ConfigError as exc:
+        print(f"fanout: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("fanout: forced exit", file=sys.stderr)
+        return 130
+    report(stats, args.summary_json)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run_command(args)
+    return 2  # pragma: no cover - argparse enforces the subcommand
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The one Settings object: every knob is a ``FANOUT_*`` environment variable with a default.
+
+CLI flags override the environment by being passed as init arguments (pydantic-settings gives
+init kwargs priority over env vars).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fanout.errors import ConfigError
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FANOUT_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        str_strip_whitespace=True,
+    )
+
+    # The original script's GENESYS_* names are accepted so its users keep their environment.
+    source_queue_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "source_queue_url", "FANOUT_SOURCE_QUEUE_URL", "GENESYS_SOURCE_QUEUE_URL"
+        ),
+        description="SQS queue the EventBridge rule delivers Genesys events to.",
+    )
+    dlq_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("dlq_url", "FANOUT_DLQ_URL", "GENESYS_DLQ_URL"),
+        description="Dead-letter queue for events that cannot be delivered (JSON records).",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="SQS endpoint override (LocalStack, moto); unset for AWS."
+    )
+    region: str | None = Field(
+        default=None, description="AWS region; unset uses the AWS provider chain's region."
+    )
+    rules: Path = Field(default=Path("rules.yaml"), description="Path of the rules file.")
+
+    pollers: int = Field(default=4, ge=1, le=256, description="Concurrent ReceiveMessage loops.")
+    workers: int = Field(default=4, ge=1, le=1024, description="Validate+match workers.")
+    max_in_flight: int = Field(
+        default=1000,
+        ge=10,
+        description="Received-but-not-deleted messages at most; pollers pause at this level.",
+    )
+    wait_time_seconds: int = Field(
+        default=20, ge=0, le=20, description="ReceiveMessage long-poll wait."
+    )
+    visibility_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=43200,
+        description="VisibilityTimeout asked on receive; held messages are extended at half.",
+    )
+    linger_ms: float = Field(
+        default=20.0, ge=0, le=10_000, description="Max wait to fill a SendMessageBatch."
+    )
+    send_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Concurrent SendMessageBatch calls per target."
+    )
+    retry_max_attempts: int = Field(
+        default=6, ge=1, le=100, description="Attempts per SQS call before giving up."
+    )
+    retry_base_delay_ms: float = Field(
+        default=100.0, ge=0, description="First backoff ceiling (full jitter)."
+    )
+    retry_max_delay_ms: float = Field(
+        default=5_000.0, ge=0, description="Backoff ceiling cap (full jitter)."
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Bound on graceful shutdown after SIGTERM/SIGINT."
+    )
+    max_pool_connections: int = Field(
+        default=64, ge=1, description="HTTP connection pool size of the SQS client."
+    )
+    log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @property
+    def linger_seconds(self) -> float:
+        return self.linger_ms / 1000.0
+
+
+def env_name(field: str) -> str:
+    """The environment variable users set for ``field`` (for error messages)."""
+    return f"FANOUT_{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment plus CLI overrides; bad values raise ConfigError."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        source = f"--{field.replace('_', '-')}" if field in clean else env_name(field)
+        raise ConfigError(
+            f"{source}: {first['msg']} (got {first.get('input')!r})",
+        ) from None

@@ -1,0 +1,172 @@
+"""Validate stage: parse an SQS body into an EventBridge envelope and check the Genesys detail.
+
+Rules match on the raw JSON dict (what users see in their events), so validation checks types
+and shapes but never rewrites the event; the copy sent to targets is the original body string.
+Numeric fields are strict: ``"120000"`` where a number belongs is a DLQ'd event with a reason
+naming the field, not an event that silently fails every ``>`` comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+
+GENESYS_SOURCE_PREFIX = "aws.partner/genesys.com"
+SIMPLIFIED_SOURCE = "genesys.cloud"
+CONVERSATION_TOPIC_PREFIX = "v2.detail.events.conversation."
+AUDIT_TOPIC_PREFIX = "v2.audits."
+
+Number = StrictInt | StrictFloat
+
+
+class _Open(BaseModel):
+    # Unknown fields are allowed: Genesys adds fields over time and rules may use them.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class EventBridgeEnvelope(_Open):
+    version: str = "0"
+    id: str = Field(min_length=1)
+    detail_type: str = Field(alias="detail-type", min_length=1)
+    source: str = Field(min_length=1)
+    account: str | None = None
+    time: datetime | None = None
+    region: str | None = None
+    resources: list[str] = Field(default_factory=list)
+    detail: dict[str, Any]
+
+
+class GenesysMetadata(_Open):
+    CorrelationId: str | None = None
+
+
+class GenesysDetail(_Open):
+    topicName: str
+    version: str | None = None
+    eventBody: dict[str, Any]
+    metadata: GenesysMetadata | None = None
+    timestamp: datetime | None = None
+
+
+class ConversationEventBody(_Open):
+    """Body of the ``v2.detail.events.conversation.{id}.*`` topics; every field is optional."""
+
+    eventTime: StrictInt | None = None
+    conversationId: str | None = None
+    participantId: str | None = None
+    sessionId: str | None = None
+    mediaType: str | None = None
+    messageType: str | None = None
+    provider: str | None = None
+    direction: str | None = None
+    ani: str | None = None
+    dnis: str | None = None
+    addressFrom: str | None = None
+    addressTo: str | None = None
+    disconnectType: str | None = None
+    userId: str | None = None
+    queueId: str | None = None
+    divisionId: str | None = None
+    wrapupCode: str | None = None
+    wrapupNotes: str | None = None
+    wrapupDurationMs: Number | None = None
+    interactingDurationMs: Number | None = None
+    heldDurationMs: Number | None = None
+    alertingDurationMs: Number | None = None
+    acdOutcome: str | None = None
+    connectedDurationMs: Number | None = None
+    routingPriority: Number | None = None
+    conversationExternalContactIds: list[str] | None = None
+
+
+class AuditEventBody(_Open):
+    """Audit topics carry ``eventTime`` as an ISO 8601 string, unlike conversation events."""
+
+    eventTime: datetime | None = None
+
+
+class SimplifiedTags(_Open):
+    priority: str | None = None
+
+
+class SimplifiedDetail(_Open):
+    """The original design's shape: ``source: genesys.cloud``, ``Interaction Completed``."""
+
+    id: str | None = None
+    channel: str | None = None
+    outcome: str | None = None
+    duration_ms: Number | None = None
+    tags: SimplifiedTags | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event: ``data`` is the parsed JSON, ``body`` the untouched original."""
+
+    id: str
+    detail_type: str
+    source: str
+    data: dict[str, Any]
+    body: str
+
+
+class InvalidEvent(Exception):
+    """The body cannot be routed. ``reason`` is a stable code, ``detail`` names the field."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _first_error(exc: ValidationError, prefix: str) -> str:
+    err = exc.errors(include_url=False)[0]
+    path = ".".join(str(p) for p in err["loc"])
+    where = f"{prefix}.{path}" if prefix and path else (prefix or path or "body")
+    return f"{where}: {err['msg']}"
+
+
+def _validate(model: type[BaseModel], value: Any, reason: str, prefix: str) -> None:
+    try:
+        model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidEvent(reason, _first_error(exc, prefix)) from None
+
+
+def parse_event(body: str) -> Event:
+    """Parse and validate one SQS body; raise InvalidEvent with a reason naming the field."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("invalid_json", f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "null"
+        raise InvalidEvent("invalid_envelope", f"body is a JSON {kind}, not an object")
+    if "detail" not in data:
+        raise InvalidEvent("invalid_envelope", "detail: field required")
+    if not isinstance(data["detail"], dict):
+        raise InvalidEvent("invalid_envelope", "detail: must be a JSON object")
+    _validate(EventBridgeEnvelope, data, "invalid_envelope", "")
+    detail: dict[str, Any] = data["detail"]
+    source: str = data["source"]
+    detail_type: str = data["detail-type"]
+    if source.startswith(GENESYS_SOURCE_PREFIX):
+        _validate(GenesysDetail, detail, "invalid_detail", "detail")
+        body_model = _body_model(detail_type)
+        if body_model is not None:
+            _validate(body_model, detail["eventBody"], "invalid_detail", "detail.eventBody")
+    elif source == SIMPLIFIED_SOURCE:
+        _validate(SimplifiedDetail, detail, "invalid_detail", "detail")
+    return Event(id=data["id"], detail_type=detail_type, source=source, data=data, body=body)
+
+
+def _body_model(detail_type: str) -> type[BaseModel] | None:
+    if detail_type.startswith(CONVERSATION_TOPIC_PREFIX):
+        return ConversationEventBody
+    if detail_type.startswith(AUDIT_TOPIC_PREFIX):
+        return AuditEventBody
+    return None

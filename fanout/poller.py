@@ -1,0 +1,93 @@
+"""Poll stage: long-polling ReceiveMessage loops feeding the bounded work queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from fanout.inflight import InFlight, Received
+from fanout.retry import Backoff, classify_exception
+from fanout.stats import Stats
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+SQS_MAX_RECEIVE = 10
+# SentTimestamp feeds lag; ApproximateReceiveCount goes into DLQ records; AWSTraceHeader is the
+# X-Ray trace context EventBridge may set.
+SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "AWSTraceHeader"]
+
+
+class Poller:
+    def __init__(
+        self,
+        client: SQSClient,
+        queue_url: str,
+        work: asyncio.Queue[Received],
+        inflight: InFlight,
+        stats: Stats,
+        *,
+        wait_time: int,
+        visibility_timeout: int,
+        backoff: Backoff,
+        rng: random.Random,
+    ) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._work = work
+        self._inflight = inflight
+        self._stats = stats
+        self._wait_time = wait_time
+        self._visibility_timeout = visibility_timeout
+        self._backoff = backoff
+        self._rng = rng
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            # Backpressure: no receive until there is room for what it may return.
+            reserved = await self._inflight.reserve(SQS_MAX_RECEIVE)
+            admitted = 0
+            try:
+                self._stats.calls["ReceiveMessage"] += 1
+                response = await self._client.receive_message(
+                    QueueUrl=self._queue_url,
+                    MaxNumberOfMessages=reserved,
+                    WaitTimeSeconds=self._wait_time,
+                    VisibilityTimeout=self._visibility_timeout,
+                    MessageSystemAttributeNames=SYSTEM_ATTRIBUTES,  # type: ignore[arg-type]
+                    MessageAttributeNames=["All"],
+                )
+                for raw in response.get("Messages", []):
+                    message = Received.from_sqs(raw, self._visibility_timeout)  # type: ignore[arg-type]
+                    self._inflight.admit(message)
+                    admitted += 1
+                    self._work.put_nowait(message)
+                self._stats.received += admitted
+                if failures:
+                    log.info("receive from the source queue recovered after %d failures", failures)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure = classify_exception(exc)
+                failures += 1
+                self._stats.errors[f"receive:{failure.code}"] += 1
+                level = logging.WARNING if failure.retryable else logging.ERROR
+                if failures == 1 or failures % 20 == 0:
+                    log.log(
+                        level,
+                        "receive failed (%s: %s), attempt %d; retrying",
+                        failure.code,
+                        failure.message,
+                        failures,
+                    )
+                # Keep polling even on non-retryable errors (a queue recreated, a policy fixed)
+                # but never faster than the capped backoff.
+                await asyncio.sleep(self._backoff.delay(min(failures, 30) - 1, self._rng))
+            finally:
+                self._inflight.unreserve(reserved - admitted)

@@ -1,0 +1,137 @@
+"""Retry decisions (pure): which SQS failures are worth another attempt, and how long to wait.
+
+The SDK's own retries are switched off (see ``fanout.sqs``) so that every retry is decided here,
+once, with the same classification for whole calls and for ``Failed`` batch entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+T = TypeVar("T")
+
+# Throttling arrives as ThrottlingException, or RequestThrottled with HTTP 403; KMS throttling
+# on SSE-KMS queues as KMS.ThrottlingException / KmsThrottled. They are retryable even though
+# SQS marks them SenderFault: the sender did nothing wrong but go too fast.
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "RequestThrottled",
+        "KMS.ThrottlingException",
+        "KmsThrottled",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+RETRYABLE_CODES = THROTTLING_CODES | TRANSIENT_CODES
+NON_EXISTENT_QUEUE_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+)
+# A receipt handle that timed out: the message is visible again and will come back; not fatal.
+EXPIRED_RECEIPT_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue"})
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed call or batch entry, classified."""
+
+    code: str
+    message: str
+    retryable: bool
+
+
+def is_retryable(code: str, *, sender_fault: bool | None = None, status: int | None = None) -> bool:
+    if code in RETRYABLE_CODES:
+        return True
+    if status is not None and status >= 500:
+        return True
+    # A batch entry failed on the server's side with a code we do not know: try again.
+    return sender_fault is False
+
+
+def classify_entry(entry: Mapping[str, Any]) -> Failure:
+    """A ``Failed`` entry of a SendMessageBatch, DeleteMessageBatch or visibility batch call."""
+    code = str(entry.get("Code") or "Unknown")
+    return Failure(
+        code=code,
+        message=str(entry.get("Message") or ""),
+        retryable=is_retryable(code, sender_fault=bool(entry.get("SenderFault", True))),
+    )
+
+
+def classify_exception(exc: BaseException) -> Failure:
+    """A whole call that raised: AWS error responses, connection errors and timeouts."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return Failure(
+            code=code,
+            message=str(error.get("Message") or ""),
+            retryable=is_retryable(code, status=status if isinstance(status, int) else None),
+        )
+    if isinstance(exc, (BotoConnectionError, HTTPClientError, TimeoutError, OSError)):
+        return Failure(code=type(exc).__name__, message=str(exc), retryable=True)
+    if isinstance(exc, BotoCoreError):
+        return Failure(code=type(exc).__name__, message=str(exc), retryable=False)
+    return Failure(code=type(exc).__name__, message=str(exc), retryable=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And
+    Jitter"): attempt ``n`` waits uniformly in ``[0, min(cap, base * 2**n)]``."""
+
+    max_attempts: int = 6
+    base: float = 0.1
+    cap: float = 5.0
+
+    def ceiling(self, attempt: int) -> float:
+        return min(self.cap, math.ldexp(self.base, min(attempt, 62)))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, self.ceiling(attempt))
+
+    def gives_up(self, attempt: int) -> bool:
+        """``attempt`` counts from 1: the call that just failed was attempt number ``attempt``."""
+        return attempt >= self.max_attempts
+
+
+async def call_with_retry(
+    call: Callable[[], Awaitable[T]],
+    backoff: Backoff,
+    rng: random.Random,
+    *,
+    on_retry: Callable[[Failure, int], None] | None = None,
+) -> T:
+    """Run ``call``; retry retryable failures with async backoff; re-raise the last error."""
+    attempt = 1
+    while True:
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failure = classify_exception(exc)
+            if not failure.retryable or backoff.gives_up(attempt):
+                raise
+            if on_retry is not None:
+                on_retry(failure, attempt)
+            await asyncio.sleep(backoff.delay(attempt - 1, rng))
+            attempt += 1

@@ -1,0 +1,405 @@
+"""Match stage (pure): load rules.yaml, compile JMESPath conditions once, match events.
+
+Loading either returns a complete RuleSet or raises RulesError naming the file, the rule or
+target, and the fix — so a bad file stops the start before any message is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jmespath
+import yaml
+from jmespath import exceptions as jmespath_errors
+from jmespath.functions import Functions
+from jmespath.parser import ParsedResult
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fanout.errors import RulesError
+
+MAX_RULES_FILE_BYTES = 5 * 1024 * 1024
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FIFO_GROUP_ID_MAX = 128
+
+
+# --- file schema ---------------------------------------------------------------------------
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _FifoSpec(_Spec):
+    message_group_id: str | None = None
+    deduplication: Literal["event_id", "content"] = "event_id"
+
+
+class _TargetSpec(_Spec):
+    queue_url: str = Field(min_length=1)
+    fifo: _FifoSpec | None = None
+
+
+class _RuleSpec(_Spec):
+    id: str = Field(min_length=1)
+    description: str = ""
+    condition: str = Field(min_length=1)
+    targets: list[str] = Field(min_length=1)
+    stop: bool = False
+
+
+class _RulesFile(_Spec):
+    match: Literal["all", "first"] = "all"
+    targets: dict[str, _TargetSpec] = Field(min_length=1)
+    default_targets: list[str] = Field(default_factory=list)
+    rules: list[_RuleSpec] = Field(default_factory=list)
+
+
+_ALLOWED_KEYS = {
+    "rules": "id, description, condition, targets, stop",
+    "targets": "queue_url, fifo",
+    "fifo": "message_group_id, deduplication",
+    "": "match, targets, default_targets, rules",
+}
+
+
+# --- compiled model ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FifoSettings:
+    message_group_id: str | None
+    deduplication: Literal["event_id", "content"]
+    group_expression: ParsedResult | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    queue_url: str
+    fifo: FifoSettings | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+    def message_group_id(self, data: Mapping[str, Any]) -> str:
+        """FIFO group from the configured expression; the target name when it yields nothing."""
+        assert self.fifo is not None
+        expr = self.fifo.group_expression
+        value = expr.search(data) if expr is not None else None
+        if value is None or value == "" or isinstance(value, (dict, list, bool)):
+            return self.name
+        text = str(value)
+        if len(text) > _FIFO_GROUP_ID_MAX:
+            return hashlib.sha256(text.encode()).hexdigest()
+        return text
+
+    def deduplication_id(self, event_id: str) -> str | None:
+        """Deterministic per (event, target): a redelivered event is not duplicated in FIFO."""
+        assert self.fifo is not None
+        if self.fifo.deduplication == "content":
+            return None
+        return hashlib.sha256(f"{event_id}\x00{self.name}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    condition: str
+    targets: tuple[Target, ...]
+    description: str = ""
+    stop: bool = False
+    compiled: ParsedResult = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    rule_ids: tuple[str, ...]
+    targets: tuple[Target, ...]
+    by_default: bool = False
+
+
+class RuleError(Exception):
+    """A condition raised while evaluating an event (e.g. a function got the wrong type)."""
+
+    def __init__(self, rule_id: str, message: str) -> None:
+        super().__init__(f"rule '{rule_id}': {message}")
+        self.rule_id = rule_id
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    path: str
+    mode: Literal["all", "first"]
+    rules: tuple[Rule, ...]
+    targets: Mapping[str, Target]
+    default_targets: tuple[Target, ...] = ()
+
+    def match(self, data: Mapping[str, Any]) -> Match:
+        """Rules in file order; ``first`` stops at the first match, ``stop`` ends ``all``."""
+        matched: list[str] = []
+        targets: dict[str, Target] = {}
+        for rule in self.rules:
+            try:
+                result = rule.compiled.search(data)
+            except jmespath_errors.JMESPathError as exc:
+                raise RuleError(rule.id, str(exc)) from None
+            if not is_truthy(result):
+                continue
+            matched.append(rule.id)
+            for target in rule.targets:
+                targets.setdefault(target.name, target)
+            if rule.stop or self.mode == "first":
+                break
+        if not matched:
+            return Match((), self.default_targets, by_default=bool(self.default_targets))
+        return Match(tuple(matched), tuple(targets.values()))
+
+    def with_queue_urls(self, urls: Mapping[str, str]) -> RuleSet:
+        """The same rules pointing at other queues (the embedded local run's own queues)."""
+        targets = {
+            name: Target(name, urls.get(name, t.queue_url), t.fifo)
+            for name, t in self.targets.items()
+        }
+
+        def rebind(items: tuple[Target, ...]) -> tuple[Target, ...]:
+            return tuple(targets[t.name] for t in items)
+
+        rules = tuple(
+            Rule(r.id, r.condition, rebind(r.targets), r.description, r.stop, r.compiled)
+            for r in self.rules
+        )
+        return RuleSet(self.path, self.mode, rules, targets, rebind(self.default_targets))
+
+
+def is_truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null, "", [] and {} are false; 0 is true."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (str, list, dict)):
+        return len(value) > 0
+    return True
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_rules(path: Path | str, env: Mapping[str, str] | None = None) -> RuleSet:
+    """Load and compile ``path``; ``env`` resolves ``${VAR}`` queue URLs (default os.environ)."""
+    return _load(Path(path), os.environ if env is None else env, resolve_env=True)
+
+
+def load_rules_unresolved(path: Path | str) -> RuleSet:
+    """Load rules without resolving ``${VAR}`` queue URLs; bind them with ``with_queue_urls``."""
+    return _load(Path(path), {}, resolve_env=False)
+
+
+def _load(path: Path, env: Mapping[str, str], *, resolve_env: bool) -> RuleSet:
+    raw = _read_yaml(path)
+    try:
+        spec = _RulesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _schema_error(path, raw, exc) from None
+
+    targets: dict[str, Target] = {}
+    for name, tspec in spec.targets.items():
+        targets[name] = _build_target(path, name, tspec, env, resolve_env)
+
+    def resolve(names: list[str], where: str) -> tuple[Target, ...]:
+        for name in names:
+            if name not in targets:
+                raise RulesError(
+                    path,
+                    f"unknown target '{name}'",
+                    where=where,
+                    fix=f"use one of: {', '.join(sorted(targets))}, or add it under targets:",
+                )
+        return tuple(targets[n] for n in dict.fromkeys(names))
+
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for rspec in spec.rules:
+        where = f"rule '{rspec.id}'"
+        if rspec.id in seen:
+            raise RulesError(
+                path, "duplicate rule id", where=where, fix="give each rule its own id"
+            )
+        seen.add(rspec.id)
+        compiled = compile_condition(path, where, rspec.condition)
+        rules.append(
+            Rule(
+                id=rspec.id,
+                condition=rspec.condition,
+                targets=resolve(rspec.targets, where),
+                description=rspec.description,
+                stop=rspec.stop,
+                compiled=compiled,
+            )
+        )
+    defaults = resolve(spec.default_targets, "default_targets")
+    return RuleSet(str(path), spec.match, tuple(rules), targets, defaults)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_RULES_FILE_BYTES:
+            raise RulesError(
+                path,
+                f"file is {size} bytes, more than the {MAX_RULES_FILE_BYTES} allowed",
+                fix="split it or remove generated rules",
+            )
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RulesError(
+            path, "file not found", fix="pass --rules PATH or set FANOUT_RULES"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError(path, f"cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RulesError(
+            path, f"YAML syntax error: {problem}", where=where, fix="check indentation and quoting"
+        ) from None
+
+
+def _schema_error(path: Path, raw: Any, exc: ValidationError) -> RulesError:
+    err = exc.errors(include_url=False)[0]
+    loc = err["loc"]
+    if not isinstance(raw, dict):
+        return RulesError(
+            path, "expected a mapping with 'targets:' and 'rules:'", fix="see README, rules.yaml"
+        )
+    where: str | None = None
+    section = ""
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        entries = raw.get("rules") or []
+        entry = entries[loc[1]] if loc[1] < len(entries) else None
+        rule_id = entry.get("id") if isinstance(entry, dict) else None
+        where = f"rule '{rule_id}'" if rule_id else f"rules[{loc[1]}]"
+        section, key_path = "rules", loc[2:]
+    elif len(loc) >= 2 and loc[0] == "targets":
+        where = f"target '{loc[1]}'"
+        section, key_path = "targets", loc[2:]
+        if key_path and key_path[0] == "fifo":
+            section, key_path = "fifo", key_path[1:]
+    else:
+        key_path = loc
+    key = ".".join(str(p) for p in key_path) if key_path else (str(loc[-1]) if loc else "file")
+    if err["type"] == "extra_forbidden":
+        return RulesError(
+            path,
+            f"unknown key '{key}'",
+            where=where,
+            fix=f"allowed keys here: {_ALLOWED_KEYS[section]}",
+        )
+    if err["type"] == "missing":
+        return RulesError(path, f"missing key '{key}'", where=where, fix=f"add '{key}:'")
+    return RulesError(path, f"{key}: {err['msg']}", where=where)
+
+
+def _build_target(
+    path: Path, name: str, spec: _TargetSpec, env: Mapping[str, str], resolve_env: bool
+) -> Target:
+    where = f"target '{name}'"
+    url = spec.queue_url
+    if resolve_env:
+        for var in _ENV_REF.findall(url):
+            if not env.get(var):
+                raise RulesError(
+                    path,
+                    f"queue_url uses ${{{var}}}, which is not set",
+                    where=where,
+                    fix=f"export {var}=<queue URL>, or run with --local",
+                )
+        url = _ENV_REF.sub(lambda m: env[m.group(1)], url)
+        if not url.startswith(("https://", "http://")):
+            raise RulesError(
+                path,
+                f"queue_url {url!r} is not an SQS queue URL",
+                where=where,
+                fix="use https://sqs.<region>.amazonaws.com/<account>/<queue>",
+            )
+    fifo_spec = spec.fifo
+    if fifo_spec is None and url.endswith(".fifo"):
+        fifo_spec = _FifoSpec()
+    if fifo_spec is not None and resolve_env and not url.endswith(".fifo"):
+        raise RulesError(
+            path,
+            "has fifo settings but its queue URL does not end in .fifo",
+            where=where,
+            fix="point it at a FIFO queue or remove the fifo: block",
+        )
+    fifo = None
+    if fifo_spec is not None:
+        expr = fifo_spec.message_group_id
+        fifo = FifoSettings(
+            message_group_id=expr,
+            deduplication=fifo_spec.deduplication,
+            group_expression=compile_condition(path, where, expr) if expr else None,
+        )
+    return Target(name=name, queue_url=url, fifo=fifo)
+
+
+def compile_condition(path: Path | str, where: str, expression: str) -> ParsedResult:
+    """Compile a JMESPath expression and check its function calls, or raise RulesError."""
+    try:
+        compiled = jmespath.compile(expression)
+    except jmespath_errors.JMESPathError as exc:
+        column = getattr(exc, "lex_position", None)
+        at = f" at column {column + 1}" if isinstance(column, int) else ""
+        token = getattr(exc, "token_value", None)
+        problem = f"JMESPath syntax error{at} in {expression!r}"
+        if token not in (None, ""):
+            problem += f" near {token!r}"
+        raise RulesError(path, problem, where=where, fix=_syntax_hint(expression, token)) from None
+    _check_functions(path, where, dict(compiled.parsed))
+    return compiled
+
+
+def _syntax_hint(expression: str, token: object) -> str:
+    if isinstance(token, (int, float)) and not isinstance(token, bool):
+        return f"numbers are JSON literals in backticks: `{token}`"
+    if token == "-":  # noqa: S105 - a JMESPath token, not a password
+        return 'quote names containing "-", e.g. "detail-type"'
+    if '"' in expression and "'" not in expression:
+        return "string literals use single quotes: 'critical'; double quotes name fields"
+    return "see https://jmespath.org/specification.html"
+
+
+def _check_functions(path: Path | str, where: str, node: dict[str, Any]) -> None:
+    """Unknown functions and wrong arity are load errors, not per-event surprises."""
+    if node.get("type") == "function_expression":
+        name = node["value"]
+        table = Functions.FUNCTION_TABLE
+        if name not in table:
+            raise RulesError(
+                path,
+                f"unknown JMESPath function '{name}()'",
+                where=where,
+                fix=f"use one of: {', '.join(sorted(table))}",
+            )
+        signature = table[name]["signature"]
+        given = len(node["children"])
+        variadic = bool(signature) and bool(signature[-1].get("variadic"))
+        if (variadic and given < len(signature)) or (not variadic and given != len(signature)):
+            expected = f"at least {len(signature)}" if variadic else str(len(signature))
+            raise RulesError(
+                path,
+                f"{name}() takes {expected} argument(s), got {given}",
+                where=where,
+                fix="see https://jmespath.org/specification.html#built-in-functions",
+            )
+    for child in node.get("children", ()):
+        if isinstance(child, dict):
+            _check_functions(path, where, child)

@@ -1,0 +1,141 @@
+"""Batch+send stage: one sender per target queue (and one for the DLQ).
+
+Copies from any number of source messages share SendMessageBatch calls. A call can succeed with
+some entries ``Failed``: only those are retried, with async full-jitter backoff; entries that
+fail for good are reported to the callback with their classified failure.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fanout.batching import SQS_MAX_BYTES, Batcher, message_size
+from fanout.inflight import Received
+from fanout.retry import Backoff, Failure
+from fanout.rules import Target
+from fanout.sqs import call_batch, settle_all
+from fanout.stats import Stats
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+EVENT_ID_ATTRIBUTE = "fanout.event_id"
+SQS_MAX_MESSAGE_ATTRIBUTES = 10
+
+
+@dataclass(slots=True, eq=False)
+class Copy:
+    """One entry for one queue: a target's copy of a source message, or a DLQ record."""
+
+    source: Received
+    target: Target
+    entry: dict[str, Any]
+    size: int
+    note: str = ""  # why this entry exists, e.g. the DLQ reason
+
+
+CopyCallback = Callable[[Copy, Failure | None], None]
+
+
+def outgoing_attributes(
+    source: Mapping[str, Mapping[str, Any]], event_id: str | None
+) -> dict[str, dict[str, Any]]:
+    """The source's message attributes (send shape) plus the event id, within SQS's cap of 10."""
+    attrs: dict[str, dict[str, Any]] = {}
+    for name, attr in source.items():
+        kept = {k: attr[k] for k in ("DataType", "StringValue", "BinaryValue") if k in attr}
+        attrs[name] = kept
+    if event_id is not None and len(attrs) < SQS_MAX_MESSAGE_ATTRIBUTES:
+        attrs[EVENT_ID_ATTRIBUTE] = {"DataType": "String", "StringValue": event_id}
+    return attrs
+
+
+def make_copy(
+    source: Received,
+    target: Target,
+    body: str,
+    event_id: str | None,
+    *,
+    attributes: dict[str, dict[str, Any]] | None = None,
+    note: str = "",
+) -> Copy:
+    """Build the SendMessageBatch entry (minus Id) for ``target``; the body is never rewritten.
+
+    ``attributes`` replaces the default (the source's attributes plus the event id)."""
+    attrs = (
+        outgoing_attributes(source.message_attributes, event_id)
+        if attributes is None
+        else attributes
+    )
+    entry: dict[str, Any] = {"MessageBody": body}
+    if attrs:
+        entry["MessageAttributes"] = attrs
+    if target.fifo is not None:
+        data = source.event.data if source.event is not None else {}
+        entry["MessageGroupId"] = target.message_group_id(data)
+        dedup = target.deduplication_id(event_id or source.message_id)
+        if dedup is not None:
+            entry["MessageDeduplicationId"] = dedup
+    return Copy(source, target, entry, message_size(body, attrs), note)
+
+
+class QueueSender:
+    def __init__(
+        self,
+        client: SQSClient,
+        target: Target,
+        *,
+        on_done: CopyCallback,
+        backoff: Backoff,
+        rng: random.Random,
+        stats: Stats,
+        linger: float,
+        concurrency: int,
+    ) -> None:
+        self.target = target
+        self._client = client
+        self._on_done = on_done
+        self._backoff = backoff
+        self._rng = rng
+        self._stats = stats
+        self.batcher: Batcher[Copy] = Batcher(
+            target.name,
+            self._send,
+            lambda batch, exc: settle_all(batch, exc, self._on_done),
+            size_of=lambda c: c.size,
+            linger=linger,
+            concurrency=concurrency,
+        )
+
+    def submit(self, copy: Copy) -> None:
+        if copy.size > SQS_MAX_BYTES:
+            self._on_done(
+                copy,
+                Failure(
+                    "MessageTooLarge",
+                    f"{copy.size} bytes with attributes > {SQS_MAX_BYTES}",
+                    retryable=False,
+                ),
+            )
+            return
+        self.batcher.add(copy)
+
+    async def _send(self, batch: list[Copy]) -> None:
+        url = self.target.queue_url
+
+        async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
+            return await self._client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
+
+        await call_batch(
+            "SendMessageBatch",
+            call,
+            batch,
+            lambda c: c.entry,
+            self._on_done,
+            backoff=self._backoff,
+            rng=self._rng,
+            stats=self._stats,
+        )

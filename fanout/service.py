@@ -1,0 +1,283 @@
+"""The one place that wires the stages: pollers -> work queue -> workers -> senders -> acker/DLQ.
+
+ReceiveMessage x P --> asyncio.Queue --> N workers (validate, match)
+                                              |  one copy per matched target
+                                              v
+                    per-target batchers: SendMessageBatch (+ retry of Failed entries)
+                                              |
+                   all copies accepted? --yes--> DeleteMessageBatch
+                              |no
+                              +--> DLQ record --accepted--> DeleteMessageBatch
+                                              \\--failed--> left to come back
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from fanout.acker import Acker
+from fanout.config import Settings
+from fanout.dlq import DeadLetters
+from fanout.errors import StartupError
+from fanout.inflight import InFlight, Received
+from fanout.poller import Poller
+from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure
+from fanout.rules import RuleSet, Target
+from fanout.sender import Copy, QueueSender
+from fanout.settle import Settler
+from fanout.stats import Stats
+from fanout.worker import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from types_aiobotocore_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QueueRef:
+    """A queue to check at start, with where its URL came from (for the error message)."""
+
+    label: str
+    url: str
+    origin: str
+
+
+def queues_to_check(settings: Settings, rules: RuleSet) -> list[QueueRef]:
+    assert settings.source_queue_url is not None
+    refs = [QueueRef("source queue", settings.source_queue_url, "FANOUT_SOURCE_QUEUE_URL")]
+    if settings.dlq_url:
+        refs.append(QueueRef("DLQ", settings.dlq_url, "FANOUT_DLQ_URL"))
+    for target in rules.targets.values():
+        refs.append(QueueRef(f"target '{target.name}'", target.queue_url, rules.path))
+    return refs
+
+
+async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) -> None:
+    """Fail the start with one clear line if any queue is missing, denied or unreachable."""
+    source_has_redrive = False
+    for ref in queues_to_check(settings, rules):
+        try:
+            response = await client.get_queue_attributes(
+                QueueUrl=ref.url, AttributeNames=["RedrivePolicy", "QueueArn"]
+            )
+        except NoCredentialsError:
+            raise StartupError(
+                "no AWS credentials found by the standard provider chain "
+                "(env, ~/.aws, SSO, instance role); configure one"
+            ) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            if code in NON_EXISTENT_QUEUE_CODES:
+                problem = "does not exist"
+            elif "AccessDenied" in code:
+                problem = "access denied (see README: IAM actions per queue)"
+            else:
+                problem = f"failed: {code} {exc.response.get('Error', {}).get('Message', '')}"
+            raise StartupError(f"{ref.label} {ref.url} {problem} (set in {ref.origin})") from None
+        except (BotoCoreError, OSError) as exc:
+            raise StartupError(
+                f"{ref.label} {ref.url} is unreachable: {exc} (set in {ref.origin}; "
+                f"endpoint {settings.endpoint_url or 'AWS'})"
+            ) from None
+        if ref.label == "source queue":
+            source_has_redrive = "RedrivePolicy" in response.get("Attributes", {})
+    if not settings.dlq_url and not source_has_redrive:
+        log.warning(
+            "no DLQ configured (FANOUT_DLQ_URL) and the source queue has no redrive policy: "
+            "events that cannot be delivered will be received again and again"
+        )
+
+
+class Service:
+    """One run of the pipeline over an injected SQS client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: RuleSet,
+        client: SQSClient,
+        *,
+        stats: Stats | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        assert settings.source_queue_url is not None
+        self.settings = settings
+        self.rules = rules
+        self.stats = stats or Stats()
+        self.inflight = InFlight(settings.max_in_flight)
+        self.work: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.max_in_flight)
+        self.stop = asyncio.Event()
+        rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        backoff = Backoff(
+            max_attempts=settings.retry_max_attempts,
+            base=settings.retry_base_delay_ms / 1000,
+            cap=settings.retry_max_delay_ms / 1000,
+        )
+        self.acker = Acker(
+            client,
+            settings.source_queue_url,
+            inflight=self.inflight,
+            stats=self.stats,
+            backoff=backoff,
+            rng=rng,
+            linger=settings.linger_seconds,
+            visibility_timeout=settings.visibility_timeout_seconds,
+        )
+        self.settler = Settler(self.acker, self.inflight, self.stats)
+
+        def make_sender(
+            target: Target, on_done: Callable[[Copy, Failure | None], None]
+        ) -> QueueSender:
+            return QueueSender(
+                client,
+                target,
+                on_done=on_done,
+                backoff=backoff,
+                rng=rng,
+                stats=self.stats,
+                linger=settings.linger_seconds,
+                concurrency=settings.send_concurrency,
+            )
+
+        self.dead_letters = DeadLetters(
+            make_sender,
+            settings.dlq_url,
+            stats=self.stats,
+            on_written=self.settler.ack,
+            on_failed=self.settler.abandon,
+        )
+        self.settler.dead_letters = self.dead_letters
+        self.senders = {
+            name: make_sender(target, self.settler.copy_done)
+            for name, target in rules.targets.items()
+        }
+        self.pollers = [
+            Poller(
+                client,
+                settings.source_queue_url,
+                self.work,
+                self.inflight,
+                self.stats,
+                wait_time=settings.wait_time_seconds,
+                visibility_timeout=settings.visibility_timeout_seconds,
+                backoff=backoff,
+                rng=rng,
+            )
+            for _ in range(settings.pollers)
+        ]
+        self.workers = [
+            Worker(rules, self.senders, self.settler, self.stats) for _ in range(settings.workers)
+        ]
+
+    async def run(self, *, exit_when_idle: float | None = None) -> Stats:
+        """Run until ``self.stop`` is set (signal) or the source stayed empty ``exit_when_idle``
+        seconds; then shut down gracefully and return the counters."""
+        s = self.settings
+        log.info(
+            "fanout started: %d rules, %d targets, %d pollers, %d workers, max %d in flight",
+            len(self.rules.rules),
+            len(self.rules.targets),
+            s.pollers,
+            s.workers,
+            s.max_in_flight,
+        )
+        self.stats.started_at = time.monotonic()
+        self.inflight.last_message_at = time.monotonic()
+        heartbeat = asyncio.create_task(self.acker.heartbeat(), name="visibility heartbeat")
+        pollers = [asyncio.create_task(p.run(), name="poller") for p in self.pollers]
+        workers = [asyncio.create_task(w.run(self.work), name="worker") for w in self.workers]
+        idle = (
+            asyncio.create_task(self._watch_idle(exit_when_idle), name="idle watch")
+            if exit_when_idle is not None
+            else None
+        )
+        try:
+            await self.stop.wait()
+        finally:
+            for task in (idle,):
+                if task is not None:
+                    task.cancel()
+            await self._shutdown(pollers, workers)
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        return self.stats
+
+    async def _watch_idle(self, idle: float) -> None:
+        while not self.stop.is_set():
+            await asyncio.sleep(min(0.1, idle))
+            quiet = time.monotonic() - self.inflight.last_message_at
+            if len(self.inflight) == 0 and self.work.empty() and quiet >= idle:
+                log.info("source queue idle for %.1fs: draining done, exiting", quiet)
+                self.stop.set()
+
+    async def _shutdown(
+        self, pollers: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
+    ) -> None:
+        """Stop receiving, finish in-flight work, delete what completed, release the rest."""
+        log.info("shutting down: %d messages in flight", len(self.inflight))
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        # Received but never processed: visible again now, not after the visibility timeout.
+        while not self.work.empty():
+            self.acker.release(self.work.get_nowait())
+        try:
+            async with asyncio.timeout(self.settings.shutdown_timeout_seconds):
+                await self._drain()
+        except TimeoutError:
+            log.warning(
+                "shutdown timeout (%.0fs) reached: %d messages still in flight are released",
+                self.settings.shutdown_timeout_seconds,
+                len(self.inflight),
+            )
+            await self._abort()
+
+    def _batchers_busy(self) -> bool:
+        senders = [*self.senders.values()]
+        if self.dead_letters.sender is not None:
+            senders.append(self.dead_letters.sender)
+        return any(s.batcher.busy for s in senders) or self.acker.busy
+
+    async def _drain(self) -> None:
+        # Sends settle into DLQ writes and deletes; loop until the whole chain is quiet.
+        while self._batchers_busy():
+            for sender in self.senders.values():
+                await sender.batcher.drain()
+            if self.dead_letters.sender is not None:
+                await self.dead_letters.sender.batcher.drain()
+            await self.acker.drain()
+
+    async def _abort(self) -> None:
+        for sender in self.senders.values():
+            await sender.batcher.abort()
+        if self.dead_letters.sender is not None:
+            await self.dead_letters.sender.batcher.abort()
+        for message in self.inflight:
+            self.acker.release(message)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await self.acker.drain()
+
+
+def summary_line(stats: Stats, inflight: int) -> dict[str, Any]:
+    """Compact numbers for the live progress display."""
+    return {
+        "events_per_second": stats.processed / stats.elapsed,
+        "in_flight": inflight,
+        "per_target": dict(stats.per_target),
+        "dlq": sum(stats.dlq.values()),
+    }

@@ -1,0 +1,143 @@
+"""The SQS client (created once, injected everywhere) and the retry loop for batch calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import aioboto3
+from aiobotocore.config import AioConfig
+
+from fanout.config import Settings
+from fanout.retry import Backoff, Failure, classify_entry, classify_exception
+from fanout.stats import Stats
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_REGION_IN_URL = re.compile(r"^https?://sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+
+
+def region_for(settings: Settings, session: aioboto3.Session) -> str | None:
+    """FANOUT_REGION, else the AWS chain's region, else the region in the source queue URL."""
+    if settings.region:
+        return settings.region
+    if session.region_name:
+        return str(session.region_name)
+    match = _REGION_IN_URL.match(settings.source_queue_url or "")
+    if match:
+        return match.group(1)
+    return "us-east-1" if settings.endpoint_url else None
+
+
+def client_config(settings: Settings) -> AioConfig:
+    # SDK retries off: fanout classifies and backs off itself (fanout.retry), exactly once.
+    # The read timeout must outlast a long poll.
+    return AioConfig(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=settings.max_pool_connections,
+        connect_timeout=5,
+        read_timeout=settings.wait_time_seconds + 10,
+    )
+
+
+def create_client(
+    settings: Settings, session: aioboto3.Session | None = None, **credentials: str
+) -> Any:
+    """An async context manager yielding the SQS client (credentials: the AWS provider chain,
+    unless the embedded local run passes its dummy ones)."""
+    session = session or aioboto3.Session()
+    return session.client(
+        "sqs",
+        endpoint_url=settings.endpoint_url,
+        region_name=region_for(settings, session),
+        config=client_config(settings),
+        **credentials,
+    )
+
+
+def settle_all(
+    batch: Sequence[T], exc: BaseException, settle: Callable[[T, Failure | None], None]
+) -> None:
+    """Settle a whole batch as failed (the send itself crashed): no item is left hanging."""
+    failure = Failure(type(exc).__name__, str(exc), retryable=False)
+    for item in batch:
+        settle(item, failure)
+
+
+async def call_batch(
+    operation: str,
+    call: Callable[[list[dict[str, Any]]], Awaitable[Mapping[str, Any]]],
+    items: Sequence[T],
+    entry_of: Callable[[T], Mapping[str, Any]],
+    settle: Callable[[T, Failure | None], None],
+    *,
+    backoff: Backoff,
+    rng: random.Random,
+    stats: Stats,
+) -> None:
+    """Run one SQS batch call; retry only retryable failed entries; settle every item once.
+
+    Whole-call errors retry the whole batch when retryable and fail it otherwise. Items still
+    failing after ``backoff.max_attempts`` are settled with a non-retryable "gave up" failure.
+    """
+    pending = list(items)
+    attempt = 1
+    while pending:
+        retry: list[T] = []
+        last: Failure | None = None
+        stats.calls[operation] += 1
+        try:
+            response = await call([{"Id": str(i), **entry_of(x)} for i, x in enumerate(pending)])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            last = classify_exception(exc)
+            if last.retryable:
+                retry = pending
+            else:
+                for item in pending:
+                    settle(item, last)
+        else:
+            settled: set[int] = set()
+            for ok in response.get("Successful", ()):
+                index = int(ok["Id"])
+                settled.add(index)
+                settle(pending[index], None)
+            for failed in response.get("Failed", ()):
+                index = int(failed["Id"])
+                settled.add(index)
+                failure = classify_entry(failed)
+                if failure.retryable:
+                    retry.append(pending[index])
+                    last = failure
+                else:
+                    settle(pending[index], failure)
+            for index, item in enumerate(pending):
+                if index not in settled:  # SQS always answers each entry; never lose one
+                    retry.append(item)
+                    last = Failure("MissingResult", "entry not in response", retryable=True)
+        if not retry or last is None:
+            return
+        stats.retries[last.code] += 1
+        if backoff.gives_up(attempt):
+            gave_up = Failure(
+                last.code, f"gave up after {attempt} attempts: {last.message}", retryable=False
+            )
+            for item in retry:
+                settle(item, gave_up)
+            return
+        log.debug(
+            "%s: retrying %d entries after %s (attempt %d)",
+            operation,
+            len(retry),
+            last.code,
+            attempt,
+        )
+        await asyncio.sleep(backoff.delay(attempt - 1, rng))
+        pending = retry
+        attempt += 1

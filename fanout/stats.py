@@ -1,0 +1,77 @@
+"""Run counters behind the exit summary and the live display (one instance per run)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stats:
+    started_at: float = field(default_factory=time.monotonic)
+    received: int = 0
+    processed: int = 0
+    deleted: int = 0
+    released: int = 0
+    abandoned: int = 0
+    unmatched: int = 0
+    defaulted: int = 0
+    expired_receipts: int = 0
+    visibility_extended: int = 0
+    per_rule: Counter[str] = field(default_factory=Counter)
+    per_target: Counter[str] = field(default_factory=Counter)
+    dlq: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def elapsed(self) -> float:
+        return max(time.monotonic() - self.started_at, 1e-9)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "elapsed_seconds": round(self.elapsed, 3),
+            "received": self.received,
+            "processed": self.processed,
+            "deleted": self.deleted,
+            "events_per_second": round(self.processed / self.elapsed, 2),
+            "per_rule": dict(sorted(self.per_rule.items())),
+            "per_target": dict(sorted(self.per_target.items())),
+            "unmatched": self.unmatched,
+            "default_targets": self.defaulted,
+            "dlq": dict(sorted(self.dlq.items())),
+            "dlq_total": sum(self.dlq.values()),
+            "errors": dict(sorted(self.errors.items())),
+            "retries": dict(sorted(self.retries.items())),
+            "released": self.released,
+            "abandoned": self.abandoned,
+            "expired_receipts": self.expired_receipts,
+            "visibility_extended": self.visibility_extended,
+            "sqs_calls": dict(sorted(self.calls.items())),
+        }
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """Human-readable multi-line summary printed on exit."""
+
+    def counts(values: dict[str, int]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in values.items()) or "-"
+
+    lines = [
+        "fanout summary",
+        f"  received     {summary['received']} in {summary['elapsed_seconds']:.1f}s "
+        f"({summary['events_per_second']:.1f} events/s), deleted {summary['deleted']}",
+        f"  per rule     {counts(summary['per_rule'])}",
+        f"  per target   {counts(summary['per_target'])}",
+        f"  unmatched    {summary['unmatched']} (to default targets: {summary['default_targets']})",
+        f"  DLQ          {summary['dlq_total']} ({counts(summary['dlq'])})",
+        f"  errors       {counts(summary['errors'])}",
+        f"  retries      {counts(summary['retries'])}",
+        f"  released {summary['released']}, left for redelivery {summary['abandoned']}, "
+        f"expired receipts {summary['expired_receipts']}",
+        f"  SQS calls    {counts(summary['sqs_calls'])}",
+    ]
+    return "\n".join(lines)
