@@ -100,8 +100,8 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
     rules = load_rules(settings.rules)
     async with create_client(settings) as client:
-        await check_queues(client, settings, rules)
-        service = Service(settings, rules, client)
+        limits = await check_queues(client, settings, rules)
+        service = Service(settings, rules, client, queue_limits=limits)
         install_signal_handlers(service.stop)
         return await service.run(exit_when_idle=exit_when_idle)
 

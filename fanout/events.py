@@ -144,12 +144,12 @@ def parse_event(body: str) -> Event:
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent("invalid_json", f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
-        kind = type(data).__name__ if data is not None else "null"
-        raise InvalidEvent("invalid_envelope", f"body is a JSON {kind}, not an object")
+        raise InvalidEvent("invalid_envelope", f"body is a JSON {_json_type(data)}, not an object")
     if "detail" not in data:
         raise InvalidEvent("invalid_envelope", "detail: field required")
     if not isinstance(data["detail"], dict):
-        raise InvalidEvent("invalid_envelope", "detail: must be a JSON object")
+        kind = _json_type(data["detail"])
+        raise InvalidEvent("invalid_envelope", f"detail: must be a JSON object, not {kind}")
     _validate(EventBridgeEnvelope, data, "invalid_envelope", "")
     detail: dict[str, Any] = data["detail"]
     source: str = data["source"]
@@ -170,3 +170,13 @@ def _body_model(detail_type: str) -> type[BaseModel] | None:
     if detail_type.startswith(AUDIT_TOPIC_PREFIX):
         return AuditEventBody
     return None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)

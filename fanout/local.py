@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 LOCAL_CREDENTIALS = {
     "aws_access_key_id": "local",
-    "aws_secret_access_key": "local",  # noqa: S106 - moto accepts any credentials
+    "aws_secret_access_key": "local",  # moto accepts any credentials
 }
 LOCAL_REGION = "us-east-1"
 
@@ -137,8 +137,7 @@ async def consume(
         await client.delete_message_batch(
             QueueUrl=url,
             Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                for i, m in enumerate(messages)
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
             ],
         )
 
@@ -167,10 +166,13 @@ async def run_local(
             source, dlq, target_urls = await create_queues(client, rules)
             rules = rules.with_queue_urls(target_urls)
             local = base.model_copy(update={"source_queue_url": source, "dlq_url": dlq})
-            await check_queues(client, local, rules)
-            log.info("local SQS (moto) on %s: source, DLQ and %d target queues created",
-                     endpoint, len(target_urls))
-            service = Service(local, rules, client)
+            limits = await check_queues(client, local, rules)
+            log.info(
+                "local SQS (moto) on %s: source, DLQ and %d target queues created",
+                endpoint,
+                len(target_urls),
+            )
+            service = Service(local, rules, client, queue_limits=limits)
             install_signal_handlers(service.stop)
             downstream = Downstream()
             helpers = [
@@ -191,10 +193,14 @@ async def run_local(
             finally:
                 for task in [*helpers, *([display] if display else [])]:
                     task.cancel()
-                await asyncio.gather(*helpers, *([display] if display else []),
-                                     return_exceptions=True)
-            log.info("local downstream received: %s; DLQ reasons: %s",
-                     dict(downstream.per_queue), dict(downstream.dlq_reasons))
+                await asyncio.gather(
+                    *helpers, *([display] if display else []), return_exceptions=True
+                )
+            log.info(
+                "local downstream received: %s; DLQ reasons: %s",
+                dict(downstream.per_queue),
+                dict(downstream.dlq_reasons),
+            )
             return stats
 
 

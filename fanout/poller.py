@@ -45,13 +45,18 @@ class Poller:
         self._visibility_timeout = visibility_timeout
         self._backoff = backoff
         self._rng = rng
+        self.stopping = False
+        # True while a ReceiveMessage call is out: cancelling it could strand messages SQS
+        # already handed over (invisible until their timeout), so shutdown lets it finish.
+        self.receiving = False
 
     async def run(self) -> None:
         failures = 0
-        while True:
+        while not self.stopping:
             # Backpressure: no receive until there is room for what it may return.
             reserved = await self._inflight.reserve(SQS_MAX_RECEIVE)
             admitted = 0
+            self.receiving = True
             try:
                 self._stats.calls["ReceiveMessage"] += 1
                 response = await self._client.receive_message(
@@ -90,4 +95,5 @@ class Poller:
                 # but never faster than the capped backoff.
                 await asyncio.sleep(self._backoff.delay(min(failures, 30) - 1, self._rng))
             finally:
+                self.receiving = False
                 self._inflight.unreserve(reserved - admitted)

@@ -43,6 +43,10 @@ RETRYABLE_CODES = THROTTLING_CODES | TRANSIENT_CODES
 NON_EXISTENT_QUEUE_CODES = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 )
+# Errors about the queue itself, not one entry: splitting a batch to isolate a culprit is futile.
+QUEUE_WIDE_CODES = NON_EXISTENT_QUEUE_CODES | frozenset(
+    {"AccessDenied", "AccessDeniedException", "KMS.DisabledException", "KmsDisabled"}
+)
 # A receipt handle that timed out: the message is visible again and will come back; not fatal.
 EXPIRED_RECEIPT_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue"})
 

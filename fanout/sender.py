@@ -82,6 +82,18 @@ def make_copy(
     return Copy(source, target, entry, message_size(body, attrs), note)
 
 
+def _without_event_id(copy: Copy) -> Copy:
+    attrs = copy.entry.get("MessageAttributes") or {}
+    if EVENT_ID_ATTRIBUTE not in attrs:
+        return copy
+    attrs = {k: v for k, v in attrs.items() if k != EVENT_ID_ATTRIBUTE}
+    entry = {k: v for k, v in copy.entry.items() if k != "MessageAttributes"}
+    if attrs:
+        entry["MessageAttributes"] = attrs
+    size = message_size(entry["MessageBody"], attrs)
+    return Copy(copy.source, copy.target, entry, size, copy.note)
+
+
 class QueueSender:
     def __init__(
         self,
@@ -94,8 +106,10 @@ class QueueSender:
         stats: Stats,
         linger: float,
         concurrency: int,
+        max_message_bytes: int = SQS_MAX_BYTES,
     ) -> None:
         self.target = target
+        self.max_message_bytes = max_message_bytes
         self._client = client
         self._on_done = on_done
         self._backoff = backoff
@@ -111,15 +125,16 @@ class QueueSender:
         )
 
     def submit(self, copy: Copy) -> None:
-        if copy.size > SQS_MAX_BYTES:
-            self._on_done(
-                copy,
-                Failure(
-                    "MessageTooLarge",
-                    f"{copy.size} bytes with attributes > {SQS_MAX_BYTES}",
-                    retryable=False,
-                ),
+        if copy.size > self.max_message_bytes:
+            # The event-id attribute is a convenience; it must never be why a copy fails.
+            copy = _without_event_id(copy)
+        if copy.size > self.max_message_bytes:
+            failure = Failure(
+                "MessageTooLarge",
+                f"{copy.size} bytes > {self.max_message_bytes}, the queue's MaximumMessageSize",
+                retryable=False,
             )
+            self._on_done(copy, failure)
             return
         self.batcher.add(copy)
 

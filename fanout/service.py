@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from fanout.acker import Acker
+from fanout.batching import SQS_MAX_BYTES
 from fanout.config import Settings
 from fanout.dlq import DeadLetters
 from fanout.errors import StartupError
@@ -37,11 +38,13 @@ from fanout.stats import Stats
 from fanout.worker import Worker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger(__name__)
+
+RECEIVE_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,17 @@ def queues_to_check(settings: Settings, rules: RuleSet) -> list[QueueRef]:
     return refs
 
 
-async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) -> None:
-    """Fail the start with one clear line if any queue is missing, denied or unreachable."""
+async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) -> dict[str, int]:
+    """Fail the start with one clear line if any queue is missing, denied or unreachable.
+
+    Returns each queue's MaximumMessageSize: copies over a target's limit go to the DLQ
+    without a doomed send (older queues still have the former 256 KiB default)."""
     source_has_redrive = False
+    limits: dict[str, int] = {}
     for ref in queues_to_check(settings, rules):
         try:
             response = await client.get_queue_attributes(
-                QueueUrl=ref.url, AttributeNames=["RedrivePolicy", "QueueArn"]
+                QueueUrl=ref.url, AttributeNames=["RedrivePolicy", "MaximumMessageSize"]
             )
         except NoCredentialsError:
             raise StartupError(
@@ -90,13 +97,16 @@ async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) ->
                 f"{ref.label} {ref.url} is unreachable: {exc} (set in {ref.origin}; "
                 f"endpoint {settings.endpoint_url or 'AWS'})"
             ) from None
+        attributes = response.get("Attributes", {})
+        limits[ref.url] = int(attributes.get("MaximumMessageSize", SQS_MAX_BYTES))
         if ref.label == "source queue":
-            source_has_redrive = "RedrivePolicy" in response.get("Attributes", {})
+            source_has_redrive = "RedrivePolicy" in attributes
     if not settings.dlq_url and not source_has_redrive:
         log.warning(
             "no DLQ configured (FANOUT_DLQ_URL) and the source queue has no redrive policy: "
             "events that cannot be delivered will be received again and again"
         )
+    return limits
 
 
 class Service:
@@ -110,6 +120,7 @@ class Service:
         *,
         stats: Stats | None = None,
         rng: random.Random | None = None,
+        queue_limits: Mapping[str, int] | None = None,
     ) -> None:
         assert settings.source_queue_url is not None
         self.settings = settings
@@ -148,6 +159,7 @@ class Service:
                 stats=self.stats,
                 linger=settings.linger_seconds,
                 concurrency=settings.send_concurrency,
+                max_message_bytes=(queue_limits or {}).get(target.queue_url, SQS_MAX_BYTES),
             )
 
         self.dead_letters = DeadLetters(
@@ -226,6 +238,13 @@ class Service:
     ) -> None:
         """Stop receiving, finish in-flight work, delete what completed, release the rest."""
         log.info("shutting down: %d messages in flight", len(self.inflight))
+        # Idle pollers stop now; a receive in progress may finish (its messages are released
+        # below) for up to RECEIVE_GRACE, then is cancelled: an empty long poll returns nothing.
+        for poller, task in zip(self.pollers, pollers, strict=True):
+            poller.stopping = True
+            if not poller.receiving:
+                task.cancel()
+        await asyncio.wait(pollers, timeout=RECEIVE_GRACE)
         for task in pollers:
             task.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)

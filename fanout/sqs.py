@@ -13,7 +13,7 @@ import aioboto3
 from aiobotocore.config import AioConfig
 
 from fanout.config import Settings
-from fanout.retry import Backoff, Failure, classify_entry, classify_exception
+from fanout.retry import QUEUE_WIDE_CODES, Backoff, Failure, classify_entry, classify_exception
 from fanout.stats import Stats
 
 T = TypeVar("T")
@@ -99,6 +99,21 @@ async def call_batch(
             last = classify_exception(exc)
             if last.retryable:
                 retry = pending
+            elif len(pending) > 1 and last.code not in QUEUE_WIDE_CODES:
+                # One bad entry can fail a whole call (moto and SQS validate all entries
+                # first): send them one by one so only the culprit fails.
+                for item in pending:
+                    await call_batch(
+                        operation,
+                        call,
+                        [item],
+                        entry_of,
+                        settle,
+                        backoff=backoff,
+                        rng=rng,
+                        stats=stats,
+                    )
+                return
             else:
                 for item in pending:
                     settle(item, last)

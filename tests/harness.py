@@ -1,0 +1,179 @@
+"""Test harness: unique queues on the shared moto server, event builders, run-until-idle."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fanout.config import Settings
+from fanout.rules import RuleSet, load_rules
+from fanout.service import Service, check_queues
+from fanout.sqs import create_client
+from fanout.stats import Stats
+
+GENESYS_SOURCE = "aws.partner/genesys.com/cloud/3b03b67a-2349-4a03-8b28-c8ac5c26c49a/prod"
+
+
+def simplified(priority: str = "normal", *, channel: str = "voice", outcome: str = "completed",
+               duration_ms: Any = 1000, event_id: str | None = None) -> dict[str, Any]:
+    """The original design's shape."""
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": "Interaction Completed",
+        "source": "genesys.cloud",
+        "account": "123456789012",
+        "time": "2026-11-28T03:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "id": str(uuid.uuid4()),
+            "channel": channel,
+            "outcome": outcome,
+            "duration_ms": duration_ms,
+            "tags": {"priority": priority},
+        },
+    }
+
+
+def conversation(step: str, *, event_id: str | None = None, **body: Any) -> dict[str, Any]:
+    """A Genesys conversation detail event as EventBridge delivers it."""
+    conversation_id = body.setdefault("conversationId", str(uuid.uuid4()))
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": f"v2.detail.events.conversation.{{id}}.{step}",
+        "source": GENESYS_SOURCE,
+        "account": "123456789012",
+        "time": "2026-11-28T03:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "topicName": f"v2.detail.events.conversation.{conversation_id}.{step}",
+            "version": "2",
+            "eventBody": {"eventTime": 1795000000000, **body},
+            "metadata": {"CorrelationId": str(uuid.uuid4())},
+            "timestamp": "2026-11-28T03:00:00.123Z",
+        },
+    }
+
+
+def dumps(event: dict[str, Any]) -> str:
+    return orjson.dumps(event).decode()
+
+
+class Harness:
+    def __init__(self, sqs: Any, endpoint: str, tmp_path: Path) -> None:
+        self.sqs = sqs
+        self.endpoint = endpoint
+        self.tmp_path = tmp_path
+        self.prefix = f"t{uuid.uuid4().hex[:10]}-"
+
+    async def queue(self, name: str, *, fifo: bool = False, **attributes: str) -> str:
+        if fifo:
+            attributes["FifoQueue"] = "true"
+        response = await self.sqs.create_queue(
+            QueueName=f"{self.prefix}{name}" + (".fifo" if fifo else ""), Attributes=attributes
+        )
+        return str(response["QueueUrl"])
+
+    def rules(self, text: str, name: str = "rules.yaml") -> Path:
+        path = self.tmp_path / name
+        path.write_text(text)
+        return path
+
+    def settings(self, source: str, dlq: str | None, rules: Path, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "source_queue_url": source,
+            "dlq_url": dlq,
+            "endpoint_url": self.endpoint,
+            "region": "us-east-1",
+            "rules": rules,
+            "wait_time_seconds": 1,
+            "linger_ms": 5,
+            "retry_base_delay_ms": 5,
+            "retry_max_delay_ms": 50,
+            "shutdown_timeout_seconds": 10,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def send(self, url: str, bodies: list[str], **extra: Any) -> None:
+        for start in range(0, len(bodies), 10):
+            chunk = bodies[start : start + 10]
+            response = await self.sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "MessageBody": body, **extra} for i, body in enumerate(chunk)
+                ],
+            )
+            assert not response.get("Failed"), response["Failed"]
+
+    async def drain(self, url: str, *, delete: bool = True) -> list[dict[str, Any]]:
+        """Everything currently visible in ``url`` (with all attributes)."""
+        messages: list[dict[str, Any]] = []
+        while True:
+            response = await self.sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                if (await self.depth(url))[0] == 0:
+                    return messages
+                continue  # a receive can come back empty while messages are visible
+            messages.extend(batch)
+            if delete:
+                await self.sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(batch)
+                    ],
+                )
+
+    async def depth(self, url: str) -> tuple[int, int]:
+        """(visible, not visible) messages."""
+        response = await self.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+        attrs = response["Attributes"]
+        return (
+            int(attrs["ApproximateNumberOfMessages"]),
+            int(attrs["ApproximateNumberOfMessagesNotVisible"]),
+        )
+
+    async def start(self, settings: Settings, rules: RuleSet | None = None,
+                    endpoint: str | None = None) -> tuple[Service, Any, Any]:
+        """Build a Service on a fresh fanout client; returns (service, client cm, client)."""
+        if endpoint is not None:
+            settings = settings.model_copy(update={"endpoint_url": endpoint})
+        rules = rules or load_rules(settings.rules)
+        cm = create_client(settings)
+        client = await cm.__aenter__()
+        limits = await check_queues(client, settings, rules)
+        return Service(settings, rules, client, queue_limits=limits), cm, client
+
+    async def run_until_idle(self, settings: Settings, *, idle: float = 1.0,
+                             endpoint: str | None = None, timeout: float = 60) -> Stats:
+        service, cm, _ = await self.start(settings, endpoint=endpoint)
+        try:
+            return await asyncio.wait_for(service.run(exit_when_idle=idle), timeout)
+        finally:
+            await cm.__aexit__(None, None, None)
+
+
+def bodies_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [orjson.loads(m["Body"]) for m in messages]
+
+
+def ids_of(messages: list[dict[str, Any]]) -> list[str]:
+    return [str(orjson.loads(m["Body"])["id"]) for m in messages]
