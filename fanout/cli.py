@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--visibility-timeout-seconds", type=int, help="FANOUT_VISIBILITY_TIMEOUT_SECONDS"
     )
+    run.add_argument(
+        "--shutdown-timeout-seconds", type=float, help="FANOUT_SHUTDOWN_TIMEOUT_SECONDS"
+    )
     run.add_argument("--log-level", help="FANOUT_LOG_LEVEL")
     run.add_argument(
         "--exit-when-idle",
@@ -128,6 +131,7 @@ def run_command(args: argparse.Namespace) -> int:
             "linger_ms",
             "wait_time_seconds",
             "visibility_timeout_seconds",
+            "shutdown_timeout_seconds",
             "log_level",
         )
     }

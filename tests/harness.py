@@ -18,8 +18,14 @@ from fanout.stats import Stats
 GENESYS_SOURCE = "aws.partner/genesys.com/cloud/3b03b67a-2349-4a03-8b28-c8ac5c26c49a/prod"
 
 
-def simplified(priority: str = "normal", *, channel: str = "voice", outcome: str = "completed",
-               duration_ms: Any = 1000, event_id: str | None = None) -> dict[str, Any]:
+def simplified(
+    priority: str = "normal",
+    *,
+    channel: str = "voice",
+    outcome: str = "completed",
+    duration_ms: Any = 1000,
+    event_id: str | None = None,
+) -> dict[str, Any]:
     """The original design's shape."""
     return {
         "version": "0",
@@ -94,6 +100,10 @@ class Harness:
             "region": "us-east-1",
             "rules": rules,
             "wait_time_seconds": 1,
+            # moto's ReceiveMessage has no lock: concurrent receives can hand out the same
+            # message twice (at-least-once, as SQS allows). One poller keeps counts exact;
+            # tests about concurrency raise it and compare sets of ids.
+            "pollers": 1,
             "linger_ms": 5,
             "retry_base_delay_ms": 5,
             "retry_max_delay_ms": 50,
@@ -151,8 +161,9 @@ class Harness:
             int(attrs["ApproximateNumberOfMessagesNotVisible"]),
         )
 
-    async def start(self, settings: Settings, rules: RuleSet | None = None,
-                    endpoint: str | None = None) -> tuple[Service, Any, Any]:
+    async def start(
+        self, settings: Settings, rules: RuleSet | None = None, endpoint: str | None = None
+    ) -> tuple[Service, Any, Any]:
         """Build a Service on a fresh fanout client; returns (service, client cm, client)."""
         if endpoint is not None:
             settings = settings.model_copy(update={"endpoint_url": endpoint})
@@ -162,8 +173,14 @@ class Harness:
         limits = await check_queues(client, settings, rules)
         return Service(settings, rules, client, queue_limits=limits), cm, client
 
-    async def run_until_idle(self, settings: Settings, *, idle: float = 1.0,
-                             endpoint: str | None = None, timeout: float = 60) -> Stats:
+    async def run_until_idle(
+        self,
+        settings: Settings,
+        *,
+        idle: float = 1.0,
+        endpoint: str | None = None,
+        timeout: float = 60,
+    ) -> Stats:
         service, cm, _ = await self.start(settings, endpoint=endpoint)
         try:
             return await asyncio.wait_for(service.run(exit_when_idle=idle), timeout)
