@@ -48,7 +48,9 @@ rules:
     condition: detail.eventBody.acdOutcome == 'ABANDON'
     targets: [supervisors]
   - id: wrapup
-    condition: starts_with("detail-type", 'v2.detail.events.conversation.') && detail.eventBody.wrapupCode != null
+    condition: >-
+      starts_with("detail-type", 'v2.detail.events.conversation.')
+      && detail.eventBody.wrapupCode != null
     targets: [ledger]
 """
 
