@@ -20,7 +20,8 @@ SIMPLIFIED_SOURCE = "genesys.cloud"
 CONVERSATION_TOPIC_PREFIX = "v2.detail.events.conversation."
 AUDIT_TOPIC_PREFIX = "v2.audits."
 
-Number = StrictInt | StrictFloat
+# Strict float accepts JSON integers and rejects strings and booleans: "a valid number".
+Number = StrictFloat
 
 
 class _Open(BaseModel):

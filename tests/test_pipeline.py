@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -478,3 +479,19 @@ async def test_rules_file_queue_urls_from_environment(
     assert ids_of(await h.drain(env["CRITICAL_QUEUE_URL"])) == [event["id"]]
     assert ids_of(await h.drain(env["STANDARD_QUEUE_URL"])) == [event["id"]]
     assert stats.deleted == 1
+
+
+async def test_without_dlq_failed_messages_stay_for_redrive(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    urls = await setup(h)
+    settings = urls["settings"].model_copy(update={"dlq_url": None})
+    good = simplified("critical", channel="chat")
+    await h.send(urls["source"], ["not json", dumps(good)])
+    with caplog.at_level(logging.WARNING, logger="fanout"):
+        stats = await h.run_until_idle(settings)
+    assert "no DLQ configured" in caplog.text and "no redrive policy" in caplog.text
+    assert stats.abandoned == 1 and stats.deleted == 1
+    assert await h.depth(urls["source"]) == (0, 1)  # back after its visibility timeout
+    assert ids_of(await h.drain(urls["critical"])) == [good["id"]]
