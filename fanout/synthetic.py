@@ -440,7 +440,6 @@ class GenesysEventGenerator:
             raise ValueError(f"rate must be > 0, got {rate!r}")
         # Synthetic test data, not security-sensitive: a seedable PRNG is the point.
         rng = random.Random(seed)  # noqa: S311
-        self._rng = rng
         self._rand = rng.random
         self._bits = rng.getrandbits
         self._gauss = rng.gauss
@@ -551,8 +550,9 @@ class GenesysEventGenerator:
     def _tick(self) -> int:
         """Envelope time (ms) of the next event."""
         if self._clock is not None:
-            return int(self._clock() * 1000)
-        self._now_ms += int(self._expo(self._rate) * 1000.0)
+            self._now_ms = int(self._clock() * 1000)
+        else:
+            self._now_ms += int(self._expo(self._rate) * 1000.0)
         return self._now_ms
 
     def _iso_s(self, sec: int) -> str:
