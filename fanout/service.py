@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from fanout.acker import Acker
 from fanout.batching import SQS_MAX_BYTES
@@ -121,6 +123,7 @@ class Service:
         stats: Stats | None = None,
         rng: random.Random | None = None,
         queue_limits: Mapping[str, int] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         assert settings.source_queue_url is not None
         self.settings = settings
@@ -188,8 +191,11 @@ class Service:
             )
             for _ in range(settings.pollers)
         ]
+        tracer = tracer or trace.get_tracer("fanout")
+        source_name = settings.source_queue_url.rstrip("/").rsplit("/", 1)[-1]
         self.workers = [
-            Worker(rules, self.senders, self.settler, self.stats) for _ in range(settings.workers)
+            Worker(rules, self.senders, self.settler, self.stats, tracer, source_name)
+            for _ in range(settings.workers)
         ]
 
     async def run(self, *, exit_when_idle: float | None = None) -> Stats:

@@ -162,7 +162,11 @@ class Harness:
         )
 
     async def start(
-        self, settings: Settings, rules: RuleSet | None = None, endpoint: str | None = None
+        self,
+        settings: Settings,
+        rules: RuleSet | None = None,
+        endpoint: str | None = None,
+        **service_options: Any,
     ) -> tuple[Service, Any, Any]:
         """Build a Service on a fresh fanout client; returns (service, client cm, client)."""
         if endpoint is not None:
@@ -171,7 +175,8 @@ class Harness:
         cm = create_client(settings)
         client = await cm.__aenter__()
         limits = await check_queues(client, settings, rules)
-        return Service(settings, rules, client, queue_limits=limits), cm, client
+        service = Service(settings, rules, client, queue_limits=limits, **service_options)
+        return service, cm, client
 
     async def run_until_idle(
         self,
@@ -180,8 +185,9 @@ class Harness:
         idle: float = 1.0,
         endpoint: str | None = None,
         timeout: float = 60,
+        **service_options: Any,
     ) -> Stats:
-        service, cm, _ = await self.start(settings, endpoint=endpoint)
+        service, cm, _ = await self.start(settings, endpoint=endpoint, **service_options)
         try:
             return await asyncio.wait_for(service.run(exit_when_idle=idle), timeout)
         finally:

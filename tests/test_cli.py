@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.faultproxy import ErrorResponse, FaultProxy
 from tests.harness import Harness, dumps, ids_of, simplified
 
 pytestmark = pytest.mark.integration
@@ -217,3 +218,31 @@ async def test_sigterm_stops_gracefully(harness: Harness) -> None:
     assert "SIGTERM received" in err.decode()
     assert "received     20" in out.decode()
     assert await h.depth(urls["source"]) == (0, 0)
+
+
+async def test_access_denied_at_start(harness: Harness, moto_endpoint: str) -> None:
+    urls = await queues(harness)
+    async with FaultProxy(moto_endpoint) as proxy:
+        proxy.add(
+            ErrorResponse(
+                "GetQueueAttributes",
+                status=403,
+                code="AccessDenied",
+                sender_fault=True,
+                queue=urls["dlq"].rsplit("/", 1)[-1],
+                times=None,
+            )
+        )
+        code, _, err = await fanout(
+            "--rules",
+            urls["rules"],
+            "--endpoint-url",
+            proxy.url,
+            "--source-queue-url",
+            urls["source"],
+            "--dlq-url",
+            urls["dlq"],
+        )
+    assert code == 2
+    line = one_line_error(err)
+    assert "DLQ" in line and "access denied" in line and "FANOUT_DLQ_URL" in line

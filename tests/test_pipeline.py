@@ -495,3 +495,26 @@ async def test_without_dlq_failed_messages_stay_for_redrive(
     assert stats.abandoned == 1 and stats.deleted == 1
     assert await h.depth(urls["source"]) == (0, 1)  # back after its visibility timeout
     assert ids_of(await h.drain(urls["critical"])) == [good["id"]]
+
+
+async def test_process_span_per_event_with_an_sdk_tracer(harness: Harness) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    h = harness
+    urls = await setup(h)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sent = simplified("critical", channel="chat")
+    unmatched = simplified("low", channel="fax", outcome="x")
+    await h.send(urls["source"], [dumps(sent), dumps(unmatched), "junk"])
+    await h.run_until_idle(urls["settings"], tracer=provider.get_tracer("test"))
+    spans = exporter.get_finished_spans()
+    source_name = urls["source"].rsplit("/", 1)[-1]
+    assert {s.name for s in spans} == {f"process {source_name}"}
+    assert {s.kind for s in spans} == {SpanKind.CONSUMER}
+    outcomes = {s.attributes.get("fanout.event_id"): s.attributes["fanout.outcome"] for s in spans}
+    assert outcomes == {sent["id"]: "sent", unmatched["id"]: "unmatched", None: "dlq"}
