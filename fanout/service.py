@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from opentelemetry import trace
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVE_GRACE = 2.0
+ABORT_RESERVE = 3.0
 
 
 @dataclass(frozen=True)
@@ -223,9 +224,8 @@ class Service:
         try:
             await self.stop.wait()
         finally:
-            for task in (idle,):
-                if task is not None:
-                    task.cancel()
+            if idle is not None:
+                idle.cancel()
             await self._shutdown(pollers, workers)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -242,7 +242,10 @@ class Service:
     async def _shutdown(
         self, pollers: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
     ) -> None:
-        """Stop receiving, finish in-flight work, delete what completed, release the rest."""
+        """Stop receiving, finish in-flight work, delete what completed, release the rest; all
+        within FANOUT_SHUTDOWN_TIMEOUT_SECONDS."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout_seconds
         log.info("shutting down: %d messages in flight", len(self.inflight))
         # Idle pollers stop now; a receive in progress may finish (its messages are released
         # below) for up to RECEIVE_GRACE, then is cancelled: an empty long poll returns nothing.
@@ -250,18 +253,17 @@ class Service:
             poller.stopping = True
             if not poller.receiving:
                 task.cancel()
-        await asyncio.wait(pollers, timeout=RECEIVE_GRACE)
-        for task in pollers:
+        await asyncio.wait(pollers, timeout=min(RECEIVE_GRACE, self._left(deadline) / 4))
+        for task in [*pollers, *workers]:
             task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*pollers, *workers, return_exceptions=True)
         # Received but never processed: visible again now, not after the visibility timeout.
         while not self.work.empty():
             self.acker.release(self.work.get_nowait())
+        # Keep a slice of the budget to release what the drain could not settle.
+        reserve = min(ABORT_RESERVE, self.settings.shutdown_timeout_seconds / 4)
         try:
-            async with asyncio.timeout(self.settings.shutdown_timeout_seconds):
+            async with asyncio.timeout(max(0.0, self._left(deadline) - reserve)):
                 await self._drain()
         except TimeoutError:
             log.warning(
@@ -269,40 +271,29 @@ class Service:
                 self.settings.shutdown_timeout_seconds,
                 len(self.inflight),
             )
-            await self._abort()
+            await self._abort(self._left(deadline))
 
-    def _batchers_busy(self) -> bool:
-        senders = [*self.senders.values()]
-        if self.dead_letters.sender is not None:
-            senders.append(self.dead_letters.sender)
-        return any(s.batcher.busy for s in senders) or self.acker.busy
+    @staticmethod
+    def _left(deadline: float) -> float:
+        return max(0.0, deadline - asyncio.get_running_loop().time())
+
+    def _all_senders(self) -> list[QueueSender]:
+        # Order matters when draining: target sends settle into DLQ writes, both into deletes.
+        extra = [self.dead_letters.sender] if self.dead_letters.sender is not None else []
+        return [*self.senders.values(), *extra]
 
     async def _drain(self) -> None:
-        # Sends settle into DLQ writes and deletes; loop until the whole chain is quiet.
-        while self._batchers_busy():
-            for sender in self.senders.values():
+        senders = self._all_senders()
+        while any(s.batcher.busy for s in senders) or self.acker.busy:
+            for sender in senders:
                 await sender.batcher.drain()
-            if self.dead_letters.sender is not None:
-                await self.dead_letters.sender.batcher.drain()
             await self.acker.drain()
 
-    async def _abort(self) -> None:
-        for sender in self.senders.values():
+    async def _abort(self, budget: float) -> None:
+        for sender in self._all_senders():
             await sender.batcher.abort()
-        if self.dead_letters.sender is not None:
-            await self.dead_letters.sender.batcher.abort()
         for message in self.inflight:
             self.acker.release(message)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(max(budget, 0.5)):
                 await self.acker.drain()
-
-
-def summary_line(stats: Stats, inflight: int) -> dict[str, Any]:
-    """Compact numbers for the live progress display."""
-    return {
-        "events_per_second": stats.processed / stats.elapsed,
-        "in_flight": inflight,
-        "per_target": dict(stats.per_target),
-        "dlq": sum(stats.dlq.values()),
-    }

@@ -518,3 +518,29 @@ async def test_process_span_per_event_with_an_sdk_tracer(harness: Harness) -> No
     assert {s.kind for s in spans} == {SpanKind.CONSUMER}
     outcomes = {s.attributes.get("fanout.event_id"): s.attributes["fanout.outcome"] for s in spans}
     assert outcomes == {sent["id"]: "sent", unmatched["id"]: "unmatched", None: "dlq"}
+
+
+async def test_shutdown_timeout_bounds_the_stop_and_releases_stuck_messages(
+    harness: Harness, moto_endpoint: str
+) -> None:
+    h = harness
+    urls = await setup(h, shutdown_timeout_seconds=3, visibility_timeout_seconds=120)
+    events = [simplified("critical", channel="chat") for _ in range(5)]
+    await h.send(urls["source"], [dumps(e) for e in events])
+    async with FaultProxy(moto_endpoint) as proxy:
+        proxy.add(Delay("SendMessageBatch", 60, times=None))  # a target that hangs
+        service, cm, _ = await h.start(urls["settings"], endpoint=proxy.url)
+        try:
+            run = asyncio.create_task(service.run())
+            while service.stats.received < 5:
+                await asyncio.sleep(0.01)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            service.stop.set()
+            stats = await asyncio.wait_for(run, 10)
+            took = loop.time() - started
+        finally:
+            await cm.__aexit__(None, None, None)
+    assert took < 3.5
+    assert stats.deleted == 0 and stats.released == 5
+    assert await h.depth(urls["source"]) == (5, 0)  # all visible again, none lost

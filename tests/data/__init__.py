@@ -9,6 +9,9 @@ from typing import Any
 
 import orjson
 
+from fanout.events import InvalidEvent, parse_event
+from fanout.inflight import Received
+
 DATA = Path(__file__).parent
 GENESYS_SAMPLES = ("conversation_user_end", "audit", "presence")
 
@@ -49,3 +52,21 @@ def simplified(
 
 def dumps(data: Any) -> str:
     return orjson.dumps(data).decode()
+
+
+def received(
+    body: str, *, attributes: dict[str, Any] | None = None, receive_count: int = 1
+) -> Received:
+    """A source message as the poller hands it on, with its event parsed when it is valid."""
+    message = Received(
+        message_id="msg-1",
+        receipt_handle="rh-1",
+        body=body,
+        receive_count=receive_count,
+        message_attributes=attributes or {},
+    )
+    try:
+        message.event = parse_event(body)
+    except InvalidEvent:
+        message.event = None
+    return message
