@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fanout.errors import ConfigError
@@ -29,14 +29,12 @@ class Settings(BaseSettings):
     # The original script's GENESYS_* names are accepted so its users keep their environment.
     source_queue_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "source_queue_url", "FANOUT_SOURCE_QUEUE_URL", "GENESYS_SOURCE_QUEUE_URL"
-        ),
+        validation_alias=AliasChoices("FANOUT_SOURCE_QUEUE_URL", "GENESYS_SOURCE_QUEUE_URL"),
         description="SQS queue the EventBridge rule delivers Genesys events to.",
     )
     dlq_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("dlq_url", "FANOUT_DLQ_URL", "GENESYS_DLQ_URL"),
+        validation_alias=AliasChoices("FANOUT_DLQ_URL", "GENESYS_DLQ_URL"),
         description="Dead-letter queue for events that cannot be delivered (JSON records).",
     )
     endpoint_url: str | None = Field(
@@ -85,6 +83,11 @@ class Settings(BaseSettings):
         default=64, ge=1, description="HTTP connection pool size of the SQS client."
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def linger_seconds(self) -> float:

@@ -25,7 +25,8 @@ from fanout.errors import RulesError
 
 MAX_RULES_FILE_BYTES = 5 * 1024 * 1024
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_FIFO_GROUP_ID_MAX = 128
+# SQS accepts MessageGroupId / MessageDeduplicationId of 1-128 printable ASCII characters.
+_SQS_FIFO_ID = re.compile(r"[!-~]{1,128}")
 
 
 # --- file schema ---------------------------------------------------------------------------
@@ -94,11 +95,8 @@ class Target:
         expr = self.fifo.group_expression
         value = expr.search(data) if expr is not None else None
         if value is None or value == "" or isinstance(value, (dict, list, bool)):
-            return self.name
-        text = str(value)
-        if len(text) > _FIFO_GROUP_ID_MAX:
-            return hashlib.sha256(text.encode()).hexdigest()
-        return text
+            return fifo_safe_id(self.name)
+        return fifo_safe_id(str(value))
 
     def deduplication_id(self, event_id: str) -> str | None:
         """Deterministic per (event, target): a redelivered event is not duplicated in FIFO."""
@@ -176,6 +174,13 @@ class RuleSet:
             for r in self.rules
         )
         return RuleSet(self.path, self.mode, rules, targets, rebind(self.default_targets))
+
+
+def fifo_safe_id(text: str) -> str:
+    """``text`` if SQS accepts it as a FIFO id, else its SHA-256 (stable, and accepted)."""
+    if _SQS_FIFO_ID.fullmatch(text):
+        return text
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def is_truthy(value: Any) -> bool:
@@ -263,7 +268,7 @@ def _read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError(path, f"cannot read: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -273,8 +278,28 @@ def _read_yaml(path: Path) -> Any:
         ) from None
 
 
+class _StrictSafeLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys: YAML would silently keep the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _schema_error(path: Path, raw: Any, exc: ValidationError) -> RulesError:
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # A misspelt key shows up as "unknown" and "missing": the unknown one is the useful report.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = err["loc"]
     if not isinstance(raw, dict):
         return RulesError(
@@ -305,7 +330,9 @@ def _schema_error(path: Path, raw: Any, exc: ValidationError) -> RulesError:
         )
     if err["type"] == "missing":
         return RulesError(path, f"missing key '{key}'", where=where, fix=f"add '{key}:'")
-    return RulesError(path, f"{key}: {err['msg']}", where=where)
+    return RulesError(
+        path, f"{key}: {err['msg']}", where=where, fix="see 'rules.yaml reference' in README.md"
+    )
 
 
 def _build_target(

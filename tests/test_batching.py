@@ -52,7 +52,7 @@ def test_entry_larger_than_a_batch_raises() -> None:
         pack([("small", 10), ("huge", SQS_MAX_BYTES + 1)])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.integers(min_value=0, max_value=100), max_size=60),
     st.integers(min_value=1, max_value=12),

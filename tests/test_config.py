@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ READ_BARE = ("SOURCE_QUEUE_URL", "DLQ_URL")
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.upper().startswith(("FANOUT_", "GENESYS_")) or key.upper() in READ_BARE:
             monkeypatch.delenv(key)
-    yield
+    return
 
 
 def test_defaults() -> None:
@@ -53,6 +52,7 @@ def test_defaults() -> None:
         ("FANOUT_RETRY_MAX_ATTEMPTS", "1", "retry_max_attempts", 1),
         ("FANOUT_SHUTDOWN_TIMEOUT_SECONDS", "0.5", "shutdown_timeout_seconds", 0.5),
         ("FANOUT_LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
+        ("FANOUT_LOG_LEVEL", " debug ", "log_level", "DEBUG"),
         ("fanout_pollers", "5", "pollers", 5),
     ],
 )
@@ -77,11 +77,6 @@ def test_precedence_cli_then_fanout_then_genesys(
     assert getattr(load_settings(**{field: None}), field) == "from-fanout"  # unset flag
 
 
-@pytest.mark.xfail(
-    reason="BUG: AliasChoices lists the field name, so bare SOURCE_QUEUE_URL / DLQ_URL "
-    "environment variables are read and even beat FANOUT_*",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("field", "suffix"), [("source_queue_url", "SOURCE_QUEUE_URL"), ("dlq_url", "DLQ_URL")]
 )

@@ -51,29 +51,31 @@ def test_genesys_event_fields_are_readable() -> None:
     assert event.data["detail"]["eventBody"]["interactingDurationMs"] == 654_321
 
 
-def set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split("/")
-    for key in parents:
-        data = data[key]
-    data[last] = value
-
-
-def drop_path(data: dict[str, Any], path: str) -> None:
-    *parents, last = path.split("/")
-    for key in parents:
-        data = data[key]
-    del data[last]
-
-
 Edit = Callable[[dict[str, Any]], None]
 
 
+def parent(data: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The mapping holding ``path`` ("detail/eventBody/x") and the last key."""
+    *parents, last = path.split("/")
+    for key in parents:
+        data = data[key]
+    return data, last
+
+
 def setting(path: str, value: Any) -> Edit:
-    return lambda data: set_path(data, path, value)
+    def edit(data: dict[str, Any]) -> None:
+        holder, key = parent(data, path)
+        holder[key] = value
+
+    return edit
 
 
 def dropping(path: str) -> Edit:
-    return lambda data: drop_path(data, path)
+    def edit(data: dict[str, Any]) -> None:
+        holder, key = parent(data, path)
+        del holder[key]
+
+    return edit
 
 
 @pytest.mark.parametrize(

@@ -27,13 +27,12 @@ from fanout.retry import (
 
 
 def client_error(code: str, status: int = 400, message: str = "msg") -> ClientError:
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": message, "Type": "Sender"},
-            "ResponseMetadata": {"HTTPStatusCode": status},
-        },
-        "SendMessageBatch",
-    )
+    # The shape botocore parses an SQS error response into (only the keys fanout reads).
+    response: Any = {
+        "Error": {"Code": code, "Message": message, "Type": "Sender"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "SendMessageBatch")
 
 
 @pytest.mark.parametrize(

@@ -330,11 +330,6 @@ def test_message_group_id_falls_back_when_field_missing_or_not_configured(tmp_pa
     assert targets["implicit"].message_group_id({"detail": {"conversationId": "c"}}) == "implicit"
 
 
-@pytest.mark.xfail(
-    reason="BUG: group ids outside SQS's charset (space, non-ASCII) are sent as-is; "
-    "SQS rejects them so every copy of such an event fails for good",
-    strict=True,
-)
 @pytest.mark.parametrize("value", ["conv 1", "cönv-1"])
 def test_message_group_id_is_always_valid_for_sqs(tmp_path: Path, value: str) -> None:
     ledger = ruleset(tmp_path, FIFO_TARGETS).targets["ledger"]
@@ -566,6 +561,13 @@ def load_error(path: Path, env: dict[str, str] | None = None) -> RulesError:
             id="top-level-list",
         ),
         pytest.param("", {}, None, ["expected a mapping"], id="empty-file"),
+        pytest.param(
+            one_rule() + "    targets: [a]\n",
+            {},
+            "line 7, column 5",
+            ["found duplicate key 'targets'"],
+            id="duplicate-yaml-key",
+        ),
     ],
 )
 def test_load_error(
@@ -580,11 +582,6 @@ def test_load_error(
         assert fragment in str(err)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a misspelt required key (conditon:) reports only \"missing key 'condition'\"; "
-    "the unknown key and the allowed keys are not named",
-    strict=True,
-)
 def test_misspelt_key_is_reported_as_unknown(tmp_path: Path) -> None:
     err = load_error(write(tmp_path, A + "rules:\n  - id: r1\n    conditon: x\n    targets: [a]\n"))
     assert err.where == "rule 'r1'"
@@ -592,10 +589,6 @@ def test_misspelt_key_is_reported_as_unknown(tmp_path: Path) -> None:
     assert "id, description, condition, targets, stop" in str(err)
 
 
-@pytest.mark.xfail(
-    reason="BUG: schema value errors (wrong type/choice) fall through _schema_error with no fix",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "text",
     [
