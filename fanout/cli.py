@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="FANOUT_WORKERS")
     run.add_argument("--max-in-flight", type=int, help="FANOUT_MAX_IN_FLIGHT")
     run.add_argument("--linger-ms", type=float, help="FANOUT_LINGER_MS")
+    run.add_argument("--delete-linger-ms", type=float, help="FANOUT_DELETE_LINGER_MS")
     run.add_argument("--wait-time-seconds", type=int, help="FANOUT_WAIT_TIME_SECONDS")
     run.add_argument(
         "--visibility-timeout-seconds", type=int, help="FANOUT_VISIBILITY_TIMEOUT_SECONDS"
@@ -129,6 +130,7 @@ def run_command(args: argparse.Namespace) -> int:
             "workers",
             "max_in_flight",
             "linger_ms",
+            "delete_linger_ms",
             "wait_time_seconds",
             "visibility_timeout_seconds",
             "shutdown_timeout_seconds",

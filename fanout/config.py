@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     linger_ms: float = Field(
         default=20.0, ge=0, le=10_000, description="Max wait to fill a SendMessageBatch."
     )
+    delete_linger_ms: float = Field(
+        default=100.0,
+        ge=0,
+        le=10_000,
+        description="Max wait to fill a DeleteMessageBatch (not on any event's latency path).",
+    )
     send_concurrency: int = Field(
         default=8, ge=1, le=256, description="Concurrent SendMessageBatch calls per target."
     )
@@ -92,6 +98,10 @@ class Settings(BaseSettings):
     @property
     def linger_seconds(self) -> float:
         return self.linger_ms / 1000.0
+
+    @property
+    def delete_linger_seconds(self) -> float:
+        return self.delete_linger_ms / 1000.0
 
 
 def env_name(field: str) -> str:

@@ -24,6 +24,7 @@ import orjson
 from moto.server import ThreadedMotoServer
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.text import Text
 
 from fanout.cli import install_signal_handlers
@@ -144,7 +145,7 @@ async def consume(
 
 def progress_line(stats: Stats, inflight: int, downstream: Downstream) -> Text:
     rate = stats.processed / stats.elapsed
-    line = Text()
+    line = Text(no_wrap=True, overflow="ellipsis")
     line.append(f"{rate:6.1f} events/s", style="bold")
     line.append(f"  received {stats.received}  in flight {inflight:3d}  ")
     for name, count in sorted(stats.per_target.items()):
@@ -205,8 +206,17 @@ async def run_local(
 
 
 async def show_progress(service: Service, downstream: Downstream) -> None:
-    console = Console(stderr=False)
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        while True:
-            live.update(progress_line(service.stats, len(service.inflight), downstream))
-            await asyncio.sleep(0.25)
+    """The live line; log records print above it through the same console while it runs."""
+    console = Console()
+    handler = RichHandler(console=console, show_path=False)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [handler]
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                live.update(progress_line(service.stats, len(service.inflight), downstream))
+                await asyncio.sleep(0.25)
+    finally:
+        root.handlers = saved

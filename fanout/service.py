@@ -146,7 +146,7 @@ class Service:
             stats=self.stats,
             backoff=backoff,
             rng=rng,
-            linger=settings.linger_seconds,
+            linger=settings.delete_linger_seconds,
             visibility_timeout=settings.visibility_timeout_seconds,
         )
         self.settler = Settler(self.acker, self.inflight, self.stats)
