@@ -544,3 +544,22 @@ async def test_shutdown_timeout_bounds_the_stop_and_releases_stuck_messages(
     assert took < 3.5
     assert stats.deleted == 0 and stats.released == 5
     assert await h.depth(urls["source"]) == (5, 0)  # all visible again, none lost
+
+
+async def test_event_id_attribute_is_dropped_rather_than_failing_a_copy(harness: Harness) -> None:
+    h = harness
+    urls = await setup(h)
+    event = simplified("critical", channel="chat")
+    event["detail"]["notes"] = "n" * 1400
+    body = dumps(event)
+    # Room for the body, not for body + the 57-byte fanout.event_id attribute.
+    limit = len(body.encode()) + 20
+    await h.sqs.set_queue_attributes(
+        QueueUrl=urls["critical"], Attributes={"MaximumMessageSize": str(limit)}
+    )
+    await h.send(urls["source"], [body])
+    stats = await h.run_until_idle(urls["settings"])
+    [copy] = await h.drain(urls["critical"])
+    assert copy["Body"] == body
+    assert "fanout.event_id" not in copy.get("MessageAttributes", {})
+    assert stats.dlq == {} and stats.deleted == 1
