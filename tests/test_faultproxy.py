@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from tests.faultproxy import Delay, ErrorResponse, FailEntries, FaultProxy
 
@@ -25,12 +24,8 @@ NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def moto_url(moto_endpoint: str) -> str:
+    return moto_endpoint  # the session's moto server (tests/conftest.py)
 
 
 @pytest.fixture
