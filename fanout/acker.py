@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A message is extended for at most this many visibility timeouts (10 min at the default 60 s).
+MAX_HOLD_TIMEOUTS = 10
+
 
 @dataclass(slots=True, eq=False)
 class _Visibility:
@@ -49,6 +52,7 @@ class Acker:
         self._backoff = backoff
         self._rng = rng
         self.visibility_timeout = visibility_timeout
+        self.max_hold = visibility_timeout * MAX_HOLD_TIMEOUTS
         self._deletes: Batcher[Received] = Batcher(
             "delete",
             self._send_deletes,
@@ -78,6 +82,17 @@ class Acker:
         now = time.monotonic() if now is None else now
         due = 0
         for message in self._inflight:
+            if now - message.received_at > self.max_hold:
+                # Never settled (a bug, or a call that never returns): stop extending so SQS
+                # redelivers it, instead of holding it invisible forever.
+                log.error(
+                    "message %s held %.0fs without settling; left to be redelivered",
+                    message.message_id,
+                    now - message.received_at,
+                )
+                self._stats.errors["held_too_long"] += 1
+                self._inflight.remove(message)
+                continue
             if message.extend_at <= now:
                 message.extend_at = now + self.visibility_timeout / 2
                 self._visibility.add(_Visibility(message, self.visibility_timeout))

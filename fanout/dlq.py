@@ -7,6 +7,7 @@ visibility timeout and the source queue's own redrive policy is the last line of
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -62,6 +63,13 @@ def delivery_failure_record(message: Received) -> dict[str, Any]:
     )
 
 
+def _json_default(value: Any) -> str:
+    # Binary message attributes (BinaryValue) are bytes: keep them, base64-encoded.
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def dlq_target(url: str) -> Target:
     fifo = FifoSettings(None, "event_id") if url.endswith(".fifo") else None
     return Target("dlq", url, fifo)
@@ -99,7 +107,7 @@ class DeadLetters:
             self._stats.errors[f"no_dlq:{reason}"] += 1
             self._on_failed(message)
             return
-        body = orjson.dumps(record).decode()
+        body = orjson.dumps(record, default=_json_default).decode()
         # Reason and event id as attributes too, so operators can filter without parsing.
         attrs = {REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason}}
         if message.event_id:

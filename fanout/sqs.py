@@ -69,6 +69,20 @@ def settle_all(
         settle(item, failure)
 
 
+def _guarded(
+    settle: Callable[[T, Failure | None], None], operation: str
+) -> Callable[[T, Failure | None], None]:
+    """A failing callback (a bug) must not stop the other entries of the batch settling."""
+
+    def guarded(item: T, failure: Failure | None) -> None:
+        try:
+            settle(item, failure)
+        except Exception:
+            log.exception("%s: settling an entry failed", operation)
+
+    return guarded
+
+
 async def call_batch(
     operation: str,
     call: Callable[[list[dict[str, Any]]], Awaitable[Mapping[str, Any]]],
@@ -85,6 +99,7 @@ async def call_batch(
     Whole-call errors retry the whole batch when retryable and fail it otherwise. Items still
     failing after ``backoff.max_attempts`` are settled with a non-retryable "gave up" failure.
     """
+    settle = _guarded(settle, operation)
     pending = list(items)
     attempt = 1
     while pending:

@@ -563,3 +563,18 @@ async def test_event_id_attribute_is_dropped_rather_than_failing_a_copy(harness:
     assert copy["Body"] == body
     assert "fanout.event_id" not in copy.get("MessageAttributes", {})
     assert stats.dlq == {} and stats.deleted == 1
+
+
+async def test_dlq_record_keeps_binary_message_attributes(harness: Harness) -> None:
+    h = harness
+    urls = await setup(h)
+    await h.send(
+        urls["source"],
+        ["{oops"],
+        MessageAttributes={"blob": {"DataType": "Binary", "BinaryValue": b"\x00\xffraw"}},
+    )
+    stats = await h.run_until_idle(urls["settings"])
+    [dead] = await h.drain(urls["dlq"])
+    record = orjson.loads(dead["Body"])
+    assert record["message_attributes"]["blob"]["BinaryValue"] == "AP9yYXc="  # base64
+    assert stats.dlq == {"invalid_json": 1} and stats.deleted == 1
