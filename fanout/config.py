@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
+    @field_validator("endpoint_url", "source_queue_url", "dlq_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -117,7 +124,11 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
-        source = f"--{field.replace('_', '-')}" if field in clean else env_name(field)
-        raise ConfigError(
-            f"{source}: {first['msg']} (got {first.get('input')!r})",
-        ) from None
+        if field in clean:
+            source = f"--{field.replace('_', '-')}"
+        elif field in Settings.model_fields:
+            source = env_name(field)
+        else:  # reported under its alias, e.g. FANOUT_SOURCE_QUEUE_URL
+            source = field
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {message} (got {first.get('input')!r})") from None

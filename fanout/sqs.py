@@ -13,6 +13,7 @@ import aioboto3
 from aiobotocore.config import AioConfig
 
 from fanout.config import Settings
+from fanout.errors import ConfigError
 from fanout.retry import QUEUE_WIDE_CODES, Backoff, Failure, classify_entry, classify_exception
 from fanout.stats import Stats
 
@@ -51,10 +52,16 @@ def create_client(
     """An async context manager yielding the SQS client (credentials: the AWS provider chain,
     unless the embedded local run passes its dummy ones)."""
     session = session or aioboto3.Session()
+    region = region_for(settings, session)
+    if region is None:
+        raise ConfigError(
+            "no AWS region: set FANOUT_REGION (or AWS_REGION), or use a queue URL "
+            "of the form https://sqs.<region>.amazonaws.com/..."
+        )
     return session.client(
         "sqs",
         endpoint_url=settings.endpoint_url,
-        region_name=region_for(settings, session),
+        region_name=region,
         config=client_config(settings),
         **credentials,
     )

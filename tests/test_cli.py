@@ -32,15 +32,16 @@ rules:
 
 
 async def fanout(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), timeout: float = 60
 ) -> tuple[int, str, str]:
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "fanout",
         "run",
         *args,
-        env={**os.environ, **(env or {})},
+        env={**environment, **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -134,12 +135,35 @@ async def test_bad_rules_file_stops_the_start(tmp_path: Path, moto_endpoint: str
 
 
 @pytest.mark.parametrize(
-    ("var", "value"), [("FANOUT_POLLERS", "many"), ("FANOUT_MAX_IN_FLIGHT", "-1")]
+    ("var", "value"),
+    [
+        ("FANOUT_POLLERS", "many"),
+        ("FANOUT_MAX_IN_FLIGHT", "-1"),
+        ("FANOUT_ENDPOINT_URL", "localhost:4566"),
+        ("GENESYS_SOURCE_QUEUE_URL", "genesys-events"),
+    ],
 )
 async def test_invalid_env_value(var: str, value: str) -> None:
-    code, _, err = await fanout(env={var: value, "FANOUT_SOURCE_QUEUE_URL": "http://x/q"})
+    env = {"FANOUT_SOURCE_QUEUE_URL": "http://127.0.0.1:9/q", var: value}
+    if var.startswith("GENESYS_"):
+        del env["FANOUT_SOURCE_QUEUE_URL"]
+    code, _, err = await fanout(env=env)
     assert code == 2
-    assert var in one_line_error(err)
+    line = one_line_error(err)
+    assert var.replace("GENESYS_", "FANOUT_") in line and repr(value) in line
+
+
+async def test_no_region_is_one_clear_line(harness: Harness) -> None:
+    urls = await queues(harness)
+    code, _, err = await fanout(
+        "--rules",
+        urls["rules"],
+        "--source-queue-url",
+        "http://127.0.0.1:9/q",
+        unset=("AWS_DEFAULT_REGION", "AWS_REGION"),
+    )
+    assert code == 2
+    assert "no AWS region" in one_line_error(err)
 
 
 async def test_drain_mode_with_original_env_names(harness: Harness, tmp_path: Path) -> None:

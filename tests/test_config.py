@@ -69,12 +69,17 @@ def test_environment_variable(
 def test_precedence_cli_then_fanout_then_genesys(
     monkeypatch: pytest.MonkeyPatch, field: str, suffix: str
 ) -> None:
-    monkeypatch.setenv(f"GENESYS_{suffix}", "from-genesys")
-    assert getattr(load_settings(), field) == "from-genesys"
-    monkeypatch.setenv(f"FANOUT_{suffix}", "from-fanout")
-    assert getattr(load_settings(), field) == "from-fanout"
-    assert getattr(load_settings(**{field: "from-cli"}), field) == "from-cli"
-    assert getattr(load_settings(**{field: None}), field) == "from-fanout"  # unset flag
+    monkeypatch.setenv(f"GENESYS_{suffix}", "http://127.0.0.1/from-genesys")
+    assert getattr(load_settings(), field) == "http://127.0.0.1/from-genesys"
+    monkeypatch.setenv(f"FANOUT_{suffix}", "http://127.0.0.1/from-fanout")
+    assert getattr(load_settings(), field) == "http://127.0.0.1/from-fanout"
+    assert (
+        getattr(load_settings(**{field: "http://127.0.0.1/from-cli"}), field)
+        == "http://127.0.0.1/from-cli"
+    )
+    assert (
+        getattr(load_settings(**{field: None}), field) == "http://127.0.0.1/from-fanout"
+    )  # unset flag
 
 
 @pytest.mark.parametrize(
