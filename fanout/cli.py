@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from fanout import __version__
 from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.rules import load_rules
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fanout", description="Fan Genesys Cloud events out from one SQS queue to many."
     )
+    parser.add_argument("--version", action="version", version=f"fanout {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="consume the source queue and fan events out")
     run.add_argument("--rules", type=Path, help="rules file (FANOUT_RULES, default rules.yaml)")
