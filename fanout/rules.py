@@ -72,6 +72,11 @@ _ALLOWED_KEYS = {
 # --- compiled model ------------------------------------------------------------------------
 
 
+def queue_name(url: str) -> str:
+    """The queue's name: the last path segment of its URL."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True, slots=True)
 class FifoSettings:
     message_group_id: str | None
@@ -87,7 +92,7 @@ class Target:
 
     @property
     def queue_name(self) -> str:
-        return self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+        return queue_name(self.queue_url)
 
     def message_group_id(self, data: Mapping[str, Any]) -> str:
         """FIFO group from the configured expression; the target name when it yields nothing."""

@@ -33,7 +33,7 @@ from fanout.errors import StartupError
 from fanout.inflight import InFlight, Received
 from fanout.poller import Poller
 from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure
-from fanout.rules import RuleSet, Target
+from fanout.rules import RuleSet, Target, queue_name
 from fanout.sender import Copy, QueueSender
 from fanout.settle import Settler
 from fanout.stats import Stats
@@ -193,7 +193,7 @@ class Service:
             for _ in range(settings.pollers)
         ]
         tracer = tracer or trace.get_tracer("fanout")
-        source_name = settings.source_queue_url.rstrip("/").rsplit("/", 1)[-1]
+        source_name = queue_name(settings.source_queue_url)
         self.workers = [
             Worker(rules, self.senders, self.settler, self.stats, tracer, source_name)
             for _ in range(settings.workers)

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from fanout.rules import queue_name
 from tests.faultproxy import ErrorResponse, FaultProxy
 from tests.harness import Harness, dumps, ids_of, simplified
 
@@ -253,7 +254,7 @@ async def test_access_denied_at_start(harness: Harness, moto_endpoint: str) -> N
                 status=403,
                 code="AccessDenied",
                 sender_fault=True,
-                queue=urls["dlq"].rsplit("/", 1)[-1],
+                queue=queue_name(urls["dlq"]),
                 times=None,
             )
         )

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from fanout.rules import queue_name
 from tests.faultproxy import Delay, ErrorResponse, FailEntries, FaultProxy
 from tests.harness import Harness, conversation, dumps, ids_of, simplified
 
@@ -269,7 +270,7 @@ async def test_partial_batch_failure_retries_only_failed_entries(
                 code="InternalError",
                 sender_fault=False,
                 select=lambda entry: orjson.loads(entry["MessageBody"])["id"] in doomed,
-                queue=urls["critical"].rsplit("/", 1)[-1],
+                queue=queue_name(urls["critical"]),
             )
         )
         await h.send(urls["source"], [dumps(e) for e in events])
@@ -298,7 +299,7 @@ async def test_non_retryable_entry_failure_dead_letters_only_that_event(
                 code="InvalidParameterValue",
                 sender_fault=True,
                 select=lambda entry: orjson.loads(entry["MessageBody"])["id"] == bad,
-                queue=urls["critical"].rsplit("/", 1)[-1],
+                queue=queue_name(urls["critical"]),
             )
         )
         await h.send(urls["source"], [dumps(e) for e in events])
@@ -336,7 +337,7 @@ async def test_dlq_write_failure_leaves_source_message(
                 status=403,
                 code="AccessDenied",
                 sender_fault=True,
-                queue=urls["dlq"].rsplit("/", 1)[-1],
+                queue=queue_name(urls["dlq"]),
                 times=None,
             )
         )
@@ -513,7 +514,7 @@ async def test_process_span_per_event_with_an_sdk_tracer(harness: Harness) -> No
     await h.send(urls["source"], [dumps(sent), dumps(unmatched), "junk"])
     await h.run_until_idle(urls["settings"], tracer=provider.get_tracer("test"))
     spans = exporter.get_finished_spans()
-    source_name = urls["source"].rsplit("/", 1)[-1]
+    source_name = queue_name(urls["source"])
     assert {s.name for s in spans} == {f"process {source_name}"}
     assert {s.kind for s in spans} == {SpanKind.CONSUMER}
     outcomes = {s.attributes.get("fanout.event_id"): s.attributes["fanout.outcome"] for s in spans}
