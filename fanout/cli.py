@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +16,9 @@ from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.rules import load_rules
 from fanout.service import Service, check_queues
+from fanout.signals import install_signal_handlers
 from fanout.sqs import create_client
 from fanout.stats import Stats, render_summary
-
-log = logging.getLogger("fanout")
 
 NO_SOURCE = (
     "no source queue configured: set FANOUT_SOURCE_QUEUE_URL (or GENESYS_SOURCE_QUEUE_URL) "
@@ -84,23 +81,6 @@ def configure_logging(level: str) -> None:
     # botocore/aiobotocore/moto chatter is not what an operator needs at INFO.
     for noisy in ("botocore", "aiobotocore", "aioboto3", "werkzeug", "moto", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-
-
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """First SIGTERM/SIGINT: graceful stop. A second one: stop waiting and exit now."""
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-
-    def on_signal(signum: int) -> None:
-        if not stop.is_set():
-            log.info("%s received: stopping (again to force)", signal.Signals(signum).name)
-            stop.set()
-        elif main is not None:
-            main.cancel()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, on_signal, signum)
 
 
 async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 from moto.server import ThreadedMotoServer
@@ -27,10 +27,10 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.text import Text
 
-from fanout.cli import install_signal_handlers
 from fanout.config import Settings
 from fanout.rules import RuleSet, load_rules_unresolved
 from fanout.service import Service, check_queues
+from fanout.signals import install_signal_handlers
 from fanout.sqs import create_client
 from fanout.stats import Stats
 from fanout.synthetic import DEMO_MIX, GenesysEventGenerator
@@ -77,7 +77,9 @@ async def moto_server() -> AsyncIterator[str]:
         await asyncio.to_thread(server.stop)
 
 
-async def create_queues(client: SQSClient, rules: RuleSet, prefix: str = "fanout-") -> Any:
+async def create_queues(
+    client: SQSClient, rules: RuleSet, prefix: str = "fanout-"
+) -> tuple[str, str, dict[str, str]]:
     """Source, DLQ and one queue per target; returns (source_url, dlq_url, {target: url})."""
 
     async def create(name: str, fifo: bool = False) -> str:
