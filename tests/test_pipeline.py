@@ -579,3 +579,19 @@ async def test_dlq_record_keeps_binary_message_attributes(harness: Harness) -> N
     record = orjson.loads(dead["Body"])
     assert record["message_attributes"]["blob"]["BinaryValue"] == "AP9yYXc="  # base64
     assert stats.dlq == {"invalid_json": 1} and stats.deleted == 1
+
+
+async def test_dlq_record_too_large_for_the_dlq_leaves_the_source_message(
+    harness: Harness,
+) -> None:
+    h = harness
+    urls = await setup(h)
+    await h.sqs.set_queue_attributes(
+        QueueUrl=urls["dlq"], Attributes={"MaximumMessageSize": "1024"}
+    )
+    bad = "{" + "x" * 1500  # not JSON, and its record cannot fit the DLQ's 1 KiB limit
+    await h.send(urls["source"], [bad])
+    stats = await h.run_until_idle(urls["settings"])
+    assert stats.deleted == 0 and stats.abandoned == 1
+    assert stats.errors["dlq_write:MessageTooLarge"] == 1
+    assert await h.depth(urls["source"]) == (0, 1)  # kept, never truncated: it comes back
