@@ -100,25 +100,8 @@ def report(stats: Stats, summary_json: Path | None) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    overrides = {
-        name: getattr(args, name)
-        for name in (
-            "rules",
-            "source_queue_url",
-            "dlq_url",
-            "endpoint_url",
-            "region",
-            "pollers",
-            "workers",
-            "max_in_flight",
-            "linger_ms",
-            "delete_linger_ms",
-            "wait_time_seconds",
-            "visibility_timeout_seconds",
-            "shutdown_timeout_seconds",
-            "log_level",
-        )
-    }
+    # Every Settings field with a flag of the same name: a flag left unset is None.
+    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
     try:
         settings = load_settings(**overrides)
         configure_logging(settings.log_level)

@@ -8,7 +8,7 @@ fail for good are reported to the callback with their classified failure.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,16 +70,38 @@ def make_copy(
         if attributes is None
         else attributes
     )
+    return _copy(source, target, body, event_id, attrs, message_size(body, attrs), note)
+
+
+def make_copies(
+    source: Received, targets: Sequence[Target], body: str, event_id: str | None
+) -> list[Copy]:
+    """One copy per target. Attributes and size are the same for every target: computed once
+    per event, not once per copy (the body's UTF-8 encoding is on the hot path)."""
+    attrs = outgoing_attributes(source.message_attributes, event_id)
+    size = message_size(body, attrs)
+    return [_copy(source, target, body, event_id, attrs, size, "") for target in targets]
+
+
+def _copy(
+    source: Received,
+    target: Target,
+    body: str,
+    event_id: str | None,
+    attrs: dict[str, dict[str, Any]],
+    size: int,
+    note: str,
+) -> Copy:
     entry: dict[str, Any] = {"MessageBody": body}
     if attrs:
-        entry["MessageAttributes"] = attrs
+        entry["MessageAttributes"] = attrs  # shared between copies: never mutated
     if target.fifo is not None:
         data = source.event.data if source.event is not None else {}
         entry["MessageGroupId"] = target.message_group_id(data)
         dedup = target.deduplication_id(event_id or source.message_id)
         if dedup is not None:
             entry["MessageDeduplicationId"] = dedup
-    return Copy(source, target, entry, message_size(body, attrs), note)
+    return Copy(source, target, entry, size, note)
 
 
 def _without_event_id(copy: Copy) -> Copy:

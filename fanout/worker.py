@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, Tracer
 from fanout.events import InvalidEvent, parse_event
 from fanout.inflight import Received
 from fanout.rules import RuleError, RuleSet
-from fanout.sender import QueueSender, make_copy
+from fanout.sender import QueueSender, make_copies
 from fanout.settle import Settler
 from fanout.stats import Stats
 
@@ -89,6 +89,6 @@ class Worker:
                 return "unmatched"
             self._stats.defaulted += 1
         self._settler.expect(message, len(match.targets))
-        for target in match.targets:
-            self._senders[target.name].submit(make_copy(message, target, message.body, event.id))
+        for copy in make_copies(message, match.targets, message.body, event.id):
+            self._senders[copy.target.name].submit(copy)
         return "sent"

@@ -12,6 +12,7 @@ from fanout.rules import FifoSettings, Target
 from fanout.sender import (
     EVENT_ID_ATTRIBUTE,
     SQS_MAX_MESSAGE_ATTRIBUTES,
+    make_copies,
     make_copy,
     outgoing_attributes,
 )
@@ -147,3 +148,15 @@ def test_explicit_attributes_replace_the_defaults() -> None:
     assert copy.entry == {"MessageBody": "{}", "MessageAttributes": attrs}
     assert copy.size == 2 + len("fanout.reason") + len("String") + len("invalid_detail")
     assert copy.note == "invalid_detail"
+
+
+def test_make_copies_matches_make_copy_for_every_target() -> None:
+    message = received(BODY, attributes={"tenant": receive_shape("acme")})
+    targets = [STANDARD, LEDGER, BY_CONTENT]
+    copies = make_copies(message, targets, message.body, message.event_id)
+    assert [c.target for c in copies] == targets
+    for copy, target in zip(copies, targets, strict=True):
+        single = make_copy(message, target, message.body, message.event_id)
+        assert (copy.entry, copy.size) == (single.entry, single.size)
+    assert copies[1].entry["MessageGroupId"] == CONVERSATION_ID
+    assert "MessageDeduplicationId" not in copies[2].entry  # content-based
