@@ -155,8 +155,8 @@ class RuleSet:
         for rule in self.rules:
             try:
                 result = rule.compiled.search(data)
-            except jmespath_errors.JMESPathError as exc:
-                raise RuleError(rule.id, str(exc)) from None
+            except Exception as exc:  # any failure is this event's, not the service's
+                raise RuleError(rule.id, _evaluation_error(exc)) from None
             if not is_truthy(result):
                 continue
             matched.append(rule.id)
@@ -183,6 +183,19 @@ class RuleSet:
             for r in self.rules
         )
         return RuleSet(self.path, self.mode, rules, targets, rebind(self.default_targets))
+
+
+def _evaluation_error(exc: Exception) -> str:
+    """Why a condition failed, without the event's values: they may be phone numbers."""
+    if isinstance(exc, jmespath_errors.JMESPathTypeError):
+        # Its str() quotes the offending value; keep only the types.
+        expected = " or ".join(exc.expected_types)
+        return f"{exc.function_name}() expects {expected}, got {exc.actual_type}"
+    if isinstance(exc, TypeError):
+        # jmespath lets `<`/`>` compare a string with a number and Python refuses; the
+        # message names only the types: "'>' not supported between instances of 'str' and..."
+        return f"values of the wrong type: {exc}"
+    return f"{type(exc).__name__} while evaluating the condition"
 
 
 def fifo_safe_id(text: str) -> str:
