@@ -46,7 +46,13 @@ class Worker:
                 self.handle(message)
             except Exception as exc:  # a bug must not lose the message: it goes to the DLQ
                 log.exception("message %s: unexpected error", message.message_id)
-                self._settler.dead_letter(message, "internal_error", type(exc).__name__, str(exc))
+                try:
+                    self._settler.dead_letter(
+                        message, "internal_error", type(exc).__name__, str(exc)
+                    )
+                except Exception:  # not even a DLQ record: SQS redelivers it; the worker lives
+                    log.exception("message %s: cannot dead-letter it", message.message_id)
+                    self._settler.abandon(message)
             finally:
                 work.task_done()
 
