@@ -99,7 +99,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
 async def serve(settings: Settings, exit_when_idle: float | None, telemetry: Telemetry) -> Stats:
     rules = load_rules(settings.rules)
     async with create_client(settings) as client:
-        limits = await check_queues(client, settings, rules)
+        # One span over the start-up GetQueueAttributes calls (their HTTP spans nest under it).
+        with telemetry.tracer.start_as_current_span("check queues"):
+            limits = await check_queues(client, settings, rules)
         service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
         install_signal_handlers(service.stop)
         return await service.run(exit_when_idle=exit_when_idle)

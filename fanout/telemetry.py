@@ -251,9 +251,11 @@ def _resource(env: Mapping[str, str]) -> Any:
     return resource
 
 
-def setup_telemetry(env: Mapping[str, str] | None = None) -> Telemetry:
-    """Build providers from the standard OTEL_* variables (see README: Observability)."""
-    env = os.environ if env is None else env
+def setup_telemetry() -> Telemetry:
+    """Build providers from the standard OTEL_* variables (see README: Observability).
+
+    Always os.environ: the SDK's sampler, span processor and exporters read it themselves."""
+    env = os.environ
     if _truthy(env.get("OTEL_SDK_DISABLED")):
         log.info("OpenTelemetry disabled (OTEL_SDK_DISABLED=true): no traces, no metrics")
         return Telemetry.off()
