@@ -21,15 +21,18 @@ Common rule shapes are specialised: field chains (``a.b.c``), comparisons with a
 exactly for hashable scalars), and ``starts_with``/``ends_with`` with a literal. An expression
 reference (``&expr``) that is not a direct function argument is left to the library's
 interpreter, so its value is the library's own object; ``fully_compiled`` is False then.
+Data is JSON-typed (dict, list, str, int, float, bool, None), as decoded events are.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Number
+from types import MappingProxyType
 from typing import Any, Final, cast
 
 from jmespath import exceptions
@@ -101,9 +104,7 @@ def _is_comparable(x: Any) -> bool:
 
 
 def _field(value: Any, key: str) -> Any:
-    """Slow path of a field lookup on a non-dict: anything with .get(), else null."""
-    if value is None:
-        return None
+    """Field lookup on a non-null non-dict (callers test those inline): .get() if any."""
     try:
         return value.get(key)
     except AttributeError:
@@ -124,13 +125,9 @@ class _Expression:
         return self.fn(value)
 
 
-_NUMBER_TYPES: Final = (int, float)
-_ORDERING: Final[dict[str, Callable[[Any, Any], Any]]] = {
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-}
+_ORDERING: Final[Mapping[str, Callable[[Any, Any], Any]]] = MappingProxyType(
+    {"lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge}
+)
 # Returned by a native function when its fast type check fails: the library then decides.
 _SLOW: Final = object()
 
@@ -310,31 +307,33 @@ def _n_merge(*args: Any) -> Any:
 
 # name -> (arity, variadic, native). Functions not listed (sort_by, min_by, max_by) run the
 # library's own implementation with compiled expression references.
-_NATIVE: Final[dict[str, tuple[int, bool, Callable[..., Any]]]] = {
-    "abs": (1, False, _n_abs),
-    "avg": (1, False, _n_avg),
-    "ceil": (1, False, _n_ceil),
-    "contains": (2, False, _n_contains),
-    "ends_with": (2, False, _n_ends_with),
-    "floor": (1, False, _n_floor),
-    "join": (2, False, _n_join),
-    "keys": (1, False, _n_keys),
-    "length": (1, False, _n_length),
-    "map": (2, False, _n_map),
-    "max": (1, False, _n_max),
-    "merge": (1, True, _n_merge),
-    "min": (1, False, _n_min),
-    "not_null": (1, True, _n_not_null),
-    "reverse": (1, False, _n_reverse),
-    "sort": (1, False, _n_sort),
-    "starts_with": (2, False, _n_starts_with),
-    "sum": (1, False, _n_sum),
-    "to_array": (1, False, _n_to_array),
-    "to_number": (1, False, _n_to_number),
-    "to_string": (1, False, _n_to_string),
-    "type": (1, False, _n_type),
-    "values": (1, False, _n_values),
-}
+_NATIVE: Final[Mapping[str, tuple[int, bool, Callable[..., Any]]]] = MappingProxyType(
+    {
+        "abs": (1, False, _n_abs),
+        "avg": (1, False, _n_avg),
+        "ceil": (1, False, _n_ceil),
+        "contains": (2, False, _n_contains),
+        "ends_with": (2, False, _n_ends_with),
+        "floor": (1, False, _n_floor),
+        "join": (2, False, _n_join),
+        "keys": (1, False, _n_keys),
+        "length": (1, False, _n_length),
+        "map": (2, False, _n_map),
+        "max": (1, False, _n_max),
+        "merge": (1, True, _n_merge),
+        "min": (1, False, _n_min),
+        "not_null": (1, True, _n_not_null),
+        "reverse": (1, False, _n_reverse),
+        "sort": (1, False, _n_sort),
+        "starts_with": (2, False, _n_starts_with),
+        "sum": (1, False, _n_sum),
+        "to_array": (1, False, _n_to_array),
+        "to_number": (1, False, _n_to_number),
+        "to_string": (1, False, _n_to_string),
+        "type": (1, False, _n_type),
+        "values": (1, False, _n_values),
+    }
+)
 
 _HASHABLE_SCALARS: Final = (str, int, float, bool, type(None))
 
