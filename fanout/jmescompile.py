@@ -826,6 +826,18 @@ def _literal_equality(side: Fn, lit: Any) -> Fn:
     return lambda v: side(v) == lit
 
 
+def _constant_list(node: dict[str, Any]) -> list[Any] | None:
+    """The list a literal `[...]` or a multiselect of literals (['a', 'b']) evaluates to."""
+    if node["type"] == "literal":
+        value = node["value"]
+        return value if isinstance(value, list) else None
+    if node["type"] == "multi_select_list" and all(
+        c["type"] == "literal" for c in node["children"]
+    ):
+        return [c["value"] for c in node["children"]]
+    return None
+
+
 def _special_function(
     name: str,
     arg_nodes: list[dict[str, Any]],
@@ -833,25 +845,28 @@ def _special_function(
     call_function: Callable[[str, list[Any]], Any],
 ) -> Fn | None:
     """Literal-argument shapes common in rules: precomputed sets and prefixes."""
-    if name == "contains" and arg_nodes[0]["type"] == "literal":
-        items = arg_nodes[0]["value"]
-        if isinstance(items, list) and all(type(e) in _HASHABLE_SCALARS for e in items):
-            # Set membership == Python list membership for hashable scalars (hash agrees with
-            # ==, including the library's 1 == 1.0 == true); a list or object search value
-            # equals no scalar, so it is simply not contained.
-            members = frozenset(items)
-            search = args[1]
+    items = _constant_list(arg_nodes[0]) if name == "contains" else None
+    if items is not None and all(type(e) in _HASHABLE_SCALARS for e in items):
+        # Set membership == Python list membership for hashable scalars (hash agrees with ==,
+        # including the library's 1 == 1.0 == true); a list or object search value equals no
+        # scalar, so it is simply not contained.
+        members = frozenset(items)
+        search = args[1]
+        # ['a', 'b'] (a multiselect, unlike `["a", "b"]`) is null when the current node is.
+        nullable = arg_nodes[0]["type"] == "multi_select_list"
 
-            def contains_set(v: Any) -> Any:
-                x = search(v)
-                t = type(x)
-                if t is str or t is int or t is float or t is bool or x is None:
-                    return x in members
-                if t is list or t is dict:
-                    return False
-                return x in items
+        def contains_set(v: Any) -> Any:
+            x = search(v)
+            t = type(x)
+            if v is None and nullable:
+                return call_function(name, [None, x])  # the library's type error
+            if t is str or t is int or t is float or t is bool or x is None:
+                return x in members
+            if t is list or t is dict:
+                return False
+            return x in items
 
-            return contains_set
+        return contains_set
     if name in ("starts_with", "ends_with") and arg_nodes[1]["type"] == "literal":
         affix = arg_nodes[1]["value"]
         if type(affix) is str:

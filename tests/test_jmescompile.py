@@ -67,6 +67,8 @@ def test_syntax_errors_are_the_parsers() -> None:
         "contains(`[0]`, detail.flags[3])",
         'contains(`["w1", "w2"]`, detail.eventBody.wrapupCode)',
         'contains(`["w1"]`, detail.flags)',
+        "contains(['w2', 'w1'], detail.eventBody.wrapupCode)",
+        "detail.flags[:4][*].contains([`1`, 'x'], @)",
         "contains(`[[true]]`, detail.flags[:1])",
         "contains(`[null]`, detail.missing)",
         "starts_with(source, 'aws.partner/genesys.com')",
@@ -102,6 +104,8 @@ def test_type_errors_are_the_librarys() -> None:
         ("length(@, @)", exceptions.ArityError),
         ("not_null()", exceptions.VariadictArityError),
         ("nope(@)", exceptions.UnknownFunctionError),
+        # ['a'] is a multiselect: null on a null node, so contains() gets a null subject.
+        ("[`null`][*].contains(['a'], @)", exceptions.JMESPathTypeError),
         # Number against string: Python's TypeError, exactly as jmespath.search raises it.
         ("detail.eventBody.n < 'a'", TypeError),
     ]:
