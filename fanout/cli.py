@@ -90,7 +90,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler])
     # botocore/aiobotocore/moto chatter is not what an operator needs at INFO.
     for noisy in ("botocore", "aiobotocore", "aioboto3", "werkzeug", "moto", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
