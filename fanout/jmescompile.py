@@ -73,17 +73,14 @@ def _is_number(x: Any) -> bool:
     t = type(x)
     if t is int or t is float:
         return True
-    return not isinstance(x, bool) and isinstance(x, Number)
+    if t is bool or t is str or t is list or t is dict or x is None:
+        return False  # the JSON types, decided without the slow ABC isinstance check
+    return isinstance(x, Number)
 
 
 def _is_false(x: Any) -> bool:
-    """JMESPath falsiness, written as the library writes it (equality, not Python truth)."""
-    return x == "" or x == [] or x == {} or x is None or x is False
-
-
-def _truthy(x: Any) -> bool:
-    # Truthy Python values are true in JMESPath; of the falsy ones only 0/0.0 are true.
-    return True if x else not _is_false(x)
+    """JMESPath falsiness: the library's test (equality, not Python truth), cheapest first."""
+    return x is None or x is False or x == "" or x == [] or x == {}
 
 
 def _equals(x: Any, y: Any) -> Any:
@@ -97,7 +94,8 @@ def _equals(x: Any, y: Any) -> Any:
 
 
 def _is_comparable(x: Any) -> bool:
-    return isinstance(x, str) or _is_number(x)
+    t = type(x)
+    return t is int or t is float or t is str or isinstance(x, str) or _is_number(x)
 
 
 def _field(value: Any, key: str) -> Any:
