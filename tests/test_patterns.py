@@ -45,85 +45,86 @@ def m(pattern: Any, event: Any) -> bool:
 # --- examples from the AWS event-pattern docs -----------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("pattern", "expected"),
-    [
-        (
-            {
-                "detail-type": ["EC2 Instance State-change Notification"],
-                "resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-000000aaaaaa00000"],
-                "detail": {"state": ["initializing", "running"]},
+# (pattern, matches EC2_EVENT): the examples of AWS's event-pattern docs, plus near misses.
+DOC_EXAMPLES: list[tuple[dict[str, Any], bool]] = [
+    (
+        {
+            "detail-type": ["EC2 Instance State-change Notification"],
+            "resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-000000aaaaaa00000"],
+            "detail": {"state": ["initializing", "running"]},
+        },
+        True,
+    ),
+    ({"time": [{"prefix": "2017-10-02"}]}, True),
+    ({"time": [{"prefix": "2017-10-03"}]}, False),
+    ({"source": [{"prefix": {"equals-ignore-case": "AWS.EC"}}]}, True),
+    ({"source": [{"suffix": "ec2"}]}, True),
+    ({"source": [{"suffix": {"equals-ignore-case": "EC2"}}]}, True),
+    ({"source": [{"equals-ignore-case": "AWS.EC2"}]}, True),
+    ({"detail": {"state": [{"anything-but": "initializing"}]}}, True),
+    ({"detail": {"state": [{"anything-but": "running"}]}}, False),
+    ({"detail": {"x-limit": [{"anything-but": 123}]}}, True),
+    ({"detail": {"state": [{"anything-but": ["stopped", "overloaded"]}]}}, True),
+    ({"detail": {"x-limit": [{"anything-but": [100, 200, 300]}]}}, True),
+    ({"detail": {"x-limit": [{"anything-but": [301.8]}]}}, False),
+    ({"detail": {"state": [{"anything-but": {"prefix": "init"}}]}}, True),
+    ({"detail": {"state": [{"anything-but": {"prefix": ["init", "run"]}}]}}, False),
+    ({"detail": {"instance-id": [{"anything-but": {"suffix": "1234"}}]}}, True),
+    ({"detail": {"instance-id": [{"anything-but": {"suffix": ["1234", "000"]}}]}}, False),
+    ({"detail": {"state": [{"anything-but": {"equals-ignore-case": "RUNNING"}}]}}, False),
+    ({"detail": {"state": [{"anything-but": {"equals-ignore-case": ["x", "y"]}}]}}, True),
+    ({"detail": {"state": [{"anything-but": {"wildcard": "r*g"}}]}}, False),
+    ({"detail": {"state": [{"anything-but": {"wildcard": ["x*", "*y"]}}]}}, True),
+    (
+        {
+            "detail": {
+                "c-count": [{"numeric": [">", 0, "<=", 5]}],
+                "d-count": [{"numeric": ["<", 10]}],
+                "x-limit": [{"numeric": ["=", 3.018e2]}],
+            }
+        },
+        True,
+    ),
+    ({"detail": {"c-count": [{"numeric": [">", 5]}]}}, False),
+    ({"detail": {"source-ip": [{"cidr": "10.0.0.0/24"}]}}, True),
+    ({"detail": {"source-ip": [{"cidr": "10.0.1.0/24"}]}}, False),
+    ({"detail": {"c-count": [{"exists": True}]}}, True),
+    ({"detail": {"c-count": [{"exists": False}]}}, False),
+    ({"detail": {"e-count": [{"exists": False}]}}, True),
+    ({"source": [{"wildcard": "aws.*"}]}, True),
+    ({"source": [{"wildcard": "*.ec2"}]}, True),
+    ({"source": [{"wildcard": "*.s3"}]}, False),
+    (
+        {
+            "time": [{"prefix": "2017-10-02"}],
+            "detail": {
+                "state": [{"anything-but": "initializing"}],
+                "c-count": [{"numeric": [">", 0, "<=", 5]}],
+                "d-count": [{"numeric": ["<", 10]}],
+                "x-limit": [{"anything-but": [100, 200, 300]}],
+                "source-ip": [{"cidr": "10.0.0.0/8"}],
             },
-            True,
-        ),
-        ({"time": [{"prefix": "2017-10-02"}]}, True),
-        ({"time": [{"prefix": "2017-10-03"}]}, False),
-        ({"source": [{"prefix": {"equals-ignore-case": "AWS.EC"}}]}, True),
-        ({"source": [{"suffix": "ec2"}]}, True),
-        ({"source": [{"suffix": {"equals-ignore-case": "EC2"}}]}, True),
-        ({"source": [{"equals-ignore-case": "AWS.EC2"}]}, True),
-        ({"detail": {"state": [{"anything-but": "initializing"}]}}, True),
-        ({"detail": {"state": [{"anything-but": "running"}]}}, False),
-        ({"detail": {"x-limit": [{"anything-but": 123}]}}, True),
-        ({"detail": {"state": [{"anything-but": ["stopped", "overloaded"]}]}}, True),
-        ({"detail": {"x-limit": [{"anything-but": [100, 200, 300]}]}}, True),
-        ({"detail": {"x-limit": [{"anything-but": [301.8]}]}}, False),
-        ({"detail": {"state": [{"anything-but": {"prefix": "init"}}]}}, True),
-        ({"detail": {"state": [{"anything-but": {"prefix": ["init", "run"]}}]}}, False),
-        ({"detail": {"instance-id": [{"anything-but": {"suffix": "1234"}}]}}, True),
-        ({"detail": {"instance-id": [{"anything-but": {"suffix": ["1234", "000"]}}]}}, False),
-        ({"detail": {"state": [{"anything-but": {"equals-ignore-case": "RUNNING"}}]}}, False),
-        ({"detail": {"state": [{"anything-but": {"equals-ignore-case": ["x", "y"]}}]}}, True),
-        ({"detail": {"state": [{"anything-but": {"wildcard": "r*g"}}]}}, False),
-        ({"detail": {"state": [{"anything-but": {"wildcard": ["x*", "*y"]}}]}}, True),
-        (
-            {
-                "detail": {
-                    "c-count": [{"numeric": [">", 0, "<=", 5]}],
-                    "d-count": [{"numeric": ["<", 10]}],
-                    "x-limit": [{"numeric": ["=", 3.018e2]}],
-                }
-            },
-            True,
-        ),
-        ({"detail": {"c-count": [{"numeric": [">", 5]}]}}, False),
-        ({"detail": {"source-ip": [{"cidr": "10.0.0.0/24"}]}}, True),
-        ({"detail": {"source-ip": [{"cidr": "10.0.1.0/24"}]}}, False),
-        ({"detail": {"c-count": [{"exists": True}]}}, True),
-        ({"detail": {"c-count": [{"exists": False}]}}, False),
-        ({"detail": {"e-count": [{"exists": False}]}}, True),
-        ({"source": [{"wildcard": "aws.*"}]}, True),
-        ({"source": [{"wildcard": "*.ec2"}]}, True),
-        ({"source": [{"wildcard": "*.s3"}]}, False),
-        (
-            {
-                "time": [{"prefix": "2017-10-02"}],
-                "detail": {
-                    "state": [{"anything-but": "initializing"}],
-                    "c-count": [{"numeric": [">", 0, "<=", 5]}],
-                    "d-count": [{"numeric": ["<", 10]}],
-                    "x-limit": [{"anything-but": [100, 200, 300]}],
-                    "source-ip": [{"cidr": "10.0.0.0/8"}],
-                },
-            },
-            True,
-        ),
-        (
-            {
-                "source": ["aws.ec2"],
-                "$or": [{"detail": {"state": ["stopped"]}}, {"detail": {"c-count": [5]}}],
-            },
-            True,
-        ),
-        (
-            {
-                "source": ["aws.ec2"],
-                "$or": [{"detail": {"state": ["stopped"]}}, {"detail": {"c-count": [6]}}],
-            },
-            False,
-        ),
-    ],
-)
+        },
+        True,
+    ),
+    (
+        {
+            "source": ["aws.ec2"],
+            "$or": [{"detail": {"state": ["stopped"]}}, {"detail": {"c-count": [5]}}],
+        },
+        True,
+    ),
+    (
+        {
+            "source": ["aws.ec2"],
+            "$or": [{"detail": {"state": ["stopped"]}}, {"detail": {"c-count": [6]}}],
+        },
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("pattern", "expected"), DOC_EXAMPLES)
 def test_doc_examples(pattern: dict[str, Any], expected: bool) -> None:
     p = compile_pattern(pattern)
     assert p.matches(EC2_EVENT) is expected
