@@ -227,10 +227,9 @@ class _Leaf:
         scalar = self._scalar()
         absent_ok = self.absent_ok
 
-        def test(raw: Any) -> bool:
+        def slow(raw: Any) -> bool:
+            """Arrays, absence, objects and subclassed scalars: off the common path."""
             t = type(raw)
-            if t is str or t is int or t is float or t is bool or raw is None:
-                return scalar(raw)
             if t is list or t is tuple:
                 present = False
                 for v in _leaf_scalars(raw):
@@ -242,60 +241,72 @@ class _Leaf:
                 return absent_ok
             return _scalar_subclass(raw, scalar)
 
-        return test
-
-    def _scalar(self) -> _Pred:
-        if self.exists_true:
-            return _true
-        strs = frozenset(self.strs)
-        nums = frozenset(self.nums)
-        bools = frozenset(self.bools)
-        has_null = self.has_null
-        prefixes = tuple(self.prefixes)
-        str_preds = tuple(self.str_preds)
-        num_preds = tuple(self.num_preds)
-        any_preds = tuple(self.any_preds)
-
-        if not (nums or bools or has_null or str_preds or num_preds or any_preds):
-            # The common shape: exact strings and plain prefixes.
+        if self.exists_true or self.absent_ok or self.str_preds or self.any_preds:
+            plain = False
+        else:
+            plain = not (self.nums or self.bools or self.has_null or self.num_preds)
+        if plain:
+            # Exact strings and plain prefixes, the usual routing field: one type check.
+            strs = frozenset(self.strs)
+            prefixes = tuple(self.prefixes)
             if not prefixes:
 
-                def exact_str(v: Any) -> bool:
-                    return type(v) is str and v in strs
+                def exact(raw: Any) -> bool:
+                    if type(raw) is str:
+                        return raw in strs
+                    return slow(raw)
 
-                return exact_str
+                return exact
 
-            def str_or_prefix(v: Any) -> bool:
-                return type(v) is str and (v in strs or v.startswith(prefixes))
+            def exact_or_prefix(raw: Any) -> bool:
+                if type(raw) is str:
+                    return raw in strs or raw.startswith(prefixes)
+                return slow(raw)
 
-            return str_or_prefix
+            return exact_or_prefix
+
+        on_str, on_num, on_bool, on_null = self._typed()
+
+        def test(raw: Any) -> bool:
+            t = type(raw)
+            if t is str:
+                return on_str(raw)
+            if t is int or t is float:
+                return on_num(raw)
+            if t is bool:
+                return on_bool(raw)
+            if raw is None:
+                return on_null
+            return slow(raw)
+
+        return test
+
+    def _typed(self) -> tuple[_Pred, _Pred, _Pred, bool]:
+        """The smallest test per JSON type (string, number, boolean) and the answer for null."""
+        if self.exists_true:
+            return _true, _true, _true, True
+        any_preds = list(self.any_preds)
+        return (
+            _any_of(frozenset(self.strs), tuple(self.prefixes), [*self.str_preds, *any_preds]),
+            _any_of(frozenset(self.nums), (), [*self.num_preds, *any_preds]),
+            _any_of(frozenset(self.bools), (), any_preds),
+            self.has_null or any(p(None) for p in any_preds),
+        )
+
+    def _scalar(self) -> _Pred:
+        on_str, on_num, on_bool, on_null = self._typed()
 
         def scalar(v: Any) -> bool:
             t = type(v)
             if t is str:
-                if v in strs or (prefixes and v.startswith(prefixes)):
-                    return True
-                for p in str_preds:
-                    if p(v):
-                        return True
-            elif t is bool:
-                if v in bools:
-                    return True
-            elif t is int or t is float:
-                if v in nums:
-                    return True
-                for p in num_preds:
-                    if p(v):
-                        return True
-            elif v is None:
-                if has_null:
-                    return True
-            else:
-                return _scalar_subclass(v, scalar)
-            for p in any_preds:  # noqa: SIM110 - a loop beats any(genexpr) on the hot path
-                if p(v):
-                    return True
-            return False
+                return on_str(v)
+            if t is int or t is float:
+                return on_num(v)
+            if t is bool:
+                return on_bool(v)
+            if v is None:
+                return on_null
+            return _scalar_subclass(v, scalar)
 
         return scalar
 
@@ -304,6 +315,31 @@ class _Leaf:
         more = len(self.wants) - len(shown)
         text = " or ".join(shown)
         return f"{text} or {more} more" if more > 0 else text
+
+
+def _false(_: Any) -> bool:
+    return False
+
+
+def _any_of(exact: frozenset[Any], prefixes: tuple[str, ...], preds: list[_Pred]) -> _Pred:
+    """One value's test: in `exact`, starts with a prefix, or passes a predicate."""
+    if not prefixes and not preds:
+        if not exact:
+            return _false
+        return exact.__contains__
+    if not exact and not prefixes and len(preds) == 1:
+        return preds[0]
+    checks = tuple(preds)
+
+    def any_of(v: Any) -> bool:
+        if v in exact or (prefixes and v.startswith(prefixes)):
+            return True
+        for p in checks:  # noqa: SIM110 - a loop beats any(genexpr) on the hot path
+            if p(v):
+                return True
+        return False
+
+    return any_of
 
 
 def _scalar_subclass(v: Any, scalar: _Pred) -> bool:
@@ -795,7 +831,7 @@ def _parse_or(
 class _Tree:
     """One alternative as nested fields, compiled to `match(obj) -> bool` over one object."""
 
-    __slots__ = ("absent_ok", "children", "match", "sub", "subtrees")
+    __slots__ = ("absent_ok", "children", "match", "sub", "subtrees", "tests")
 
     def __init__(self) -> None:
         # A key may hold both a leaf and a subtree (pattern "a": [...] and "a.b": [...] in one
@@ -805,6 +841,7 @@ class _Tree:
         self.absent_ok = True
         self.match: Callable[[Mapping[str, Any]], bool] = _true
         self.sub: _Pred = _true
+        self.tests: tuple[tuple[str, _Pred], ...] = ()
 
     @classmethod
     def build(cls, branch: _Branch) -> _Tree:
@@ -830,7 +867,8 @@ class _Tree:
             else:
                 tests.append((key, child.test))
         self.absent_ok = all(c.absent_ok for _, c in self.children)
-        self.match = _conjunction(tuple(tests))
+        self.tests = tuple(tests)
+        self.match = _conjunction(self.tests)
         self.sub = self._sub()
 
     def _sub(self) -> _Pred:
@@ -838,9 +876,7 @@ class _Tree:
         match = self.match
         absent_ok = self.absent_ok
 
-        def sub(raw: Any) -> bool:
-            if type(raw) is dict:
-                return match(raw)
+        def slow(raw: Any) -> bool:
             if type(raw) is list or type(raw) is tuple:
                 only_objects = True
                 for element in _objects_and_others(raw):
@@ -853,7 +889,49 @@ class _Tree:
                 return match(raw)
             return absent_ok
 
-        return sub
+        return _fused_sub(self.tests, slow)
+
+
+def _fused_sub(tests: tuple[tuple[str, _Pred], ...], slow: _Pred) -> _Pred:
+    """The nested object's conjunction inlined for the usual dict case (one call per level)."""
+    missing = _MISSING
+    if len(tests) == 1:
+        ((k1, t1),) = tests
+
+        def sub1(raw: Any) -> bool:
+            if type(raw) is dict:
+                return t1(raw.get(k1, missing))
+            return slow(raw)
+
+        return sub1
+    if len(tests) == 2:
+        (k1, t1), (k2, t2) = tests
+
+        def sub2(raw: Any) -> bool:
+            if type(raw) is dict:
+                get = raw.get
+                return t1(get(k1, missing)) and t2(get(k2, missing))
+            return slow(raw)
+
+        return sub2
+    if len(tests) == 3:
+        (k1, t1), (k2, t2), (k3, t3) = tests
+
+        def sub3(raw: Any) -> bool:
+            if type(raw) is dict:
+                get = raw.get
+                return t1(get(k1, missing)) and t2(get(k2, missing)) and t3(get(k3, missing))
+            return slow(raw)
+
+        return sub3
+    match = _conjunction(tests)
+
+    def sub(raw: Any) -> bool:
+        if type(raw) is dict:
+            return match(raw)
+        return slow(raw)
+
+    return sub
 
 
 def _objects_and_others(values: list[Any] | tuple[Any, ...]) -> Iterable[Mapping[str, Any] | None]:
@@ -978,9 +1056,9 @@ class EventPattern:
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """True when the event matches (a non-object event never does)."""
-        if not isinstance(event, Mapping):
-            return False
-        return self._matches(event)
+        if type(event) is dict or isinstance(event, Mapping):
+            return self._matches(event)
+        return False
 
     def explain(self, event: Mapping[str, Any]) -> str | None:
         """None when the event matches; else the first failing field test, without event
