@@ -206,45 +206,49 @@ def plan_pattern(terms: Sequence[PatternTermLike]) -> RulePlan:
 def plan_jmespath(ast: Mapping[str, Any]) -> RulePlan:
     """Plan of a JMESPath condition from its AST (``jmespath.parser.Parser().parse(e).parsed``)."""
     terms = conjunction_terms(ast)
-    exact: list[IndexTerm] = []
-    any_ofs: list[tuple[IndexTerm, ...]] = []
-    prefixes: list[IndexTerm] = []
-    ranges: list[IndexTerm] = []
-    guards: list[Guard] = []
-    pending: list[Guard] = []  # guards of terms after the last usable one: only needed if used
+    exact: list[tuple[int, IndexTerm]] = []
+    any_ofs: list[tuple[int, tuple[IndexTerm, ...]]] = []
+    prefixes: list[tuple[int, IndexTerm]] = []
+    ranges: list[tuple[int, IndexTerm]] = []
+    upto: list[list[Guard]] = []  # guards of the terms up to and including term i
     blocked: Mapping[str, Any] | None = None
-    for term in terms:
-        found = _index_term(term)
+    for pos, term in enumerate(terms):
         term_guards = _guards(term)
         if term_guards is None:
             blocked = term
             break
-        pending += term_guards
+        upto.append((upto[-1] if upto else []) + term_guards)
+        found = _index_term(term)
         if found is None:
             continue
         if isinstance(found, tuple):
-            any_ofs.append(found)
+            any_ofs.append((pos, found))
         elif found.prefixes:
-            prefixes.append(found)
+            prefixes.append((pos, found))
         elif found.op:
-            ranges.append(found)
+            ranges.append((pos, found))
         else:
-            exact.append(found)
-        guards += pending
-        pending = []
-    # Terms not used as the key keep their guards: they may precede a used term.
-    kept = _dedupe(guards)
+            exact.append((pos, found))
+
+    def guards(*used: int) -> tuple[Guard, ...]:
+        # Every term evaluated before a used one could raise where the naive run would.
+        return _dedupe(upto[max(used)])
+
     if exact:
-        key = _cap(_merge(exact))
+        key = _cap(_merge([t for _, t in exact]))
         # Key equality is exactly JMESPath's == / contains() on the strict path value.
-        complete = len(exact) == len(terms) and len(key) == len({t.path for t in exact})
-        return RulePlan("jmespath", exact=key, guards=kept, complete=complete)
+        complete = len(exact) == len(terms) and len(key) == len({t.path for _, t in exact})
+        used = [pos for pos, t in exact if t.path in {k.path for k in key}]
+        return RulePlan("jmespath", exact=key, guards=guards(*used), complete=complete)
     if any_ofs:
-        return RulePlan("jmespath", any_of=min(any_ofs, key=len), guards=kept)
+        pos, alternatives = min(any_ofs, key=lambda e: len(e[1]))
+        return RulePlan("jmespath", any_of=alternatives, guards=guards(pos))
     if prefixes:
-        return RulePlan("jmespath", prefix=min(prefixes, key=_prefix_rank), guards=kept)
+        pos, prefix = min(prefixes, key=lambda e: _prefix_rank(e[1]))
+        return RulePlan("jmespath", prefix=prefix, guards=guards(pos))
     if ranges:
-        return RulePlan("jmespath", range=ranges[0], guards=kept)
+        pos, bound = ranges[0]
+        return RulePlan("jmespath", range=bound, guards=guards(pos))
     later = terms[terms.index(blocked) + 1 :] if blocked is not None else []
     if any(_index_term(t) is not None for t in later):
         reason = (
