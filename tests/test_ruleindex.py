@@ -31,7 +31,7 @@ BENCH_ENV = {
     for t in ("CRITICAL", "HIGH", "STANDARD")
 }
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/"
-ABC = f"targets:\n  a: {{queue_url: '{URL}a'}}\n  b: {{queue_url: '{URL}b'}}\n  c: {{queue_url: '{URL}c'}}\n"
+ABC = "targets:\n" + "".join(f"  {t}: {{queue_url: '{URL}{t}'}}\n" for t in "abc")
 
 Outcome = tuple[str, tuple[str, ...], tuple[str, ...], bool] | tuple[str, str]
 
@@ -341,7 +341,7 @@ def terms(draw: st.DrawFn) -> str:
         items = draw(st.lists(literals, min_size=1, max_size=3))
         return f"contains([{', '.join(items)}], {f})"
     if kind == 5:
-        values = draw(st.lists(st.sampled_from(SCALARS[:10] + ["1", "a"]), max_size=3))
+        values = draw(st.lists(st.sampled_from([*SCALARS[:10], "1", "a"]), max_size=3))
         values = [v for v in values if not (isinstance(v, float) and not math.isfinite(v))]
         return f"contains(`{json.dumps(values)}`, {f})"
     if kind == 6:
