@@ -27,19 +27,11 @@ from jmespath.functions import Functions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fanout.errors import RulesError
+from fanout.jmescompile import CompiledExpression, compile_expression
 from fanout.ruleindex import RuleIndex, RulePlan, plan_jmespath, plan_pattern
 
 MAX_RULES_FILE_BYTES = 5 * 1024 * 1024
-# --- TEMPORARY shims until fanout.jmescompile and fanout.patterns are merged (removed then) ---
-try:
-    from fanout.jmescompile import CompiledExpression, compile_expression
-except ImportError:  # pragma: no cover
-    from jmespath.parser import ParsedResult as CompiledExpression  # type: ignore[assignment]
-
-    def compile_expression(expr: str) -> CompiledExpression:  # type: ignore[misc]
-        return jmespath.compile(expr)
-
-
+# --- TEMPORARY shim until fanout.patterns is merged (removed then) ---
 try:
     from fanout.patterns import EventPattern, PatternError, compile_pattern, value_key
 except ImportError:  # pragma: no cover
