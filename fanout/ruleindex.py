@@ -133,7 +133,7 @@ class RulePlan:
 
     mode: Mode
     exact: tuple[IndexTerm, ...] = ()  # all must hit: one compound key
-    any_of: tuple[IndexTerm, ...] = ()  # one must hit (an || of exact terms)
+    any_of: tuple[IndexTerm, ...] = ()  # one must hit (an || of index terms)
     prefix: IndexTerm | None = None
     range: IndexTerm | None = None
     guards: tuple[Guard, ...] = ()
@@ -259,7 +259,7 @@ def plan_jmespath(ast: Mapping[str, Any]) -> RulePlan:
         reason = (
             "no top-level && term of the form field == literal, contains([literals], field), "
             "starts_with(field, 'literal'), field > `number` (or <, <=, >=), "
-            "or an || of field == literal terms"
+            "or an || of such terms"
         )
     return RulePlan("jmespath", reason=reason)
 
@@ -290,7 +290,7 @@ def _index_term(node: Mapping[str, Any]) -> IndexTerm | tuple[IndexTerm, ...] | 
             found = _index_term(child)
             if isinstance(found, tuple):
                 alternatives += found
-            elif found is not None and not (found.prefixes or found.op):
+            elif found is not None:
                 alternatives.append(found)
             else:
                 return None
@@ -605,23 +605,23 @@ class RuleIndex:
                 masks[("not_string", "string", "number").index(g.kind)] |= bit
             if plan.exact:
                 self._add_exact(plan.mode, plan.exact, bit)
-            elif plan.any_of:
-                for term in plan.any_of:
-                    self._add_exact(plan.mode, (term,), bit)
-            elif plan.prefix is not None:
-                term = plan.prefix
-                if term.exact:
-                    self._add_exact(plan.mode, (term,), bit)
-                table = self._prefixes.setdefault((plan.mode, self._slot(plan.mode, term.path)), {})
-                for p in term.prefixes:
-                    table[p] = table.get(p, 0) | bit
-            elif plan.range is not None and plan.mode == "jmespath":
-                term = plan.range
-                upper = term.op in ("lt", "lte")
-                slot = self._slot(plan.mode, term.path)
-                ranges.setdefault((slot, upper), []).append((term.bound, bit))
             else:
-                self.always |= bit
+                singles = plan.any_of or tuple(t for t in (plan.prefix, plan.range) if t)
+                if not singles or (plan.mode == "pattern" and any(t.op for t in singles)):
+                    self.always |= bit
+                    continue
+                for term in singles:
+                    slot = self._slot(plan.mode, term.path)
+                    if term.op:
+                        upper = term.op in ("lt", "lte")
+                        ranges.setdefault((slot, upper), []).append((term.bound, bit))
+                        continue
+                    if term.exact or not term.prefixes:
+                        self._add_exact(plan.mode, (term,), bit)
+                    if term.prefixes:
+                        table = self._prefixes.setdefault((plan.mode, slot), {})
+                        for p in term.prefixes:
+                            table[p] = table.get(p, 0) | bit
         # Per slot: bounds ascending with the OR of the masks below (gt/gte: value > bound)
         # or from there up (lt/lte: value < bound); one bisect per event finds them all.
         self._ranges: list[tuple[int, bool, list[float], list[int]]] = []
