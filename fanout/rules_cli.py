@@ -195,7 +195,8 @@ def explain_event(ruleset: RuleSet, body: str, *, validate: bool = True) -> dict
         try:
             event = parse_event(body)
         except InvalidEvent as exc:
-            return {"outcome": "invalid", "reason": exc.reason, "detail": exc.detail}
+            return {"id": _event_id(body), "outcome": "invalid", "reason": exc.reason,
+                    "detail": exc.detail}  # fmt: skip
         data, event_id = event.data, event.id
         out: dict[str, Any] = {"id": event_id}
     else:
@@ -256,6 +257,15 @@ def _first_failure(rule: Rule, data: Any) -> str:
         if not is_truthy(value):
             return f"{text} -> {_falsy_name(value)}"
     return "the condition is false"
+
+
+def _event_id(body: str) -> str | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _ast(expression: str) -> Any:
