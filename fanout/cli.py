@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from fanout import __version__
+from fanout import __version__, rules_cli
 from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.rules import load_rules
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--malformed", type=float, default=0.02, help="share of bad bodies")
     local.add_argument("--seed", type=int, default=7, help="synthetic traffic seed")
     local.add_argument("--no-progress", action="store_true", help="no live progress line")
+    rules_cli.add_parser(sub)
     return parser
 
 
@@ -158,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_command(args)
+    if args.command == "rules":
+        return rules_cli.main(args)
     return 2  # pragma: no cover - argparse enforces the subcommand
 
 
