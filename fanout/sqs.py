@@ -37,12 +37,14 @@ def region_for(settings: Settings, session: aioboto3.Session) -> str | None:
 
 def client_config(settings: Settings) -> AioConfig:
     # SDK retries off: fanout classifies and backs off itself (fanout.retry), exactly once.
-    # The read timeout must outlast a long poll.
+    # The read timeout must outlast a long poll. Client-side parameter validation is off: fanout
+    # builds every request itself and SQS validates them anyway (bench: -9% CPU per event).
     return AioConfig(
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=settings.max_pool_connections,
         connect_timeout=5,
         read_timeout=settings.wait_time_seconds + 10,
+        parameter_validation=False,
     )
 
 
