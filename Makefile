@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanout needs Python >= 3.11 (set PYTHON=...)")'
@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
 
 install: $(STAMP)  ## venv + editable install with dev extras
 
@@ -21,14 +25,17 @@ run: $(STAMP)  ## the embedded local run: moto SQS + synthetic Genesys traffic, 
 test: $(STAMP)  ## unit + integration tests (moto server on 127.0.0.1)
 	$(PY) -m pytest -q $(ARGS)
 
-lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) + mypy --strict on fanout/
-	$(VENV)/bin/ruff check fanout tests
-	$(VENV)/bin/ruff format --check fanout tests
+bench: $(VENV)/.installed-bench  ## bench suite: stub + LocalStack (make localstack), ARGS="--events 2000"
+	$(PY) -m bench $(ARGS)
+
+lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) on fanout/ tests/ bench/ + mypy --strict on fanout/
+	$(VENV)/bin/ruff check fanout tests bench
+	$(VENV)/bin/ruff format --check fanout tests bench
 	$(VENV)/bin/mypy fanout
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix fanout tests
-	$(VENV)/bin/ruff format fanout tests
+	$(VENV)/bin/ruff check --fix fanout tests bench
+	$(VENV)/bin/ruff format fanout tests bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -48,7 +48,9 @@ class BaselineRule:
 
 
 def truthy(value: Any) -> bool:
-    return not (value is None or value is False or (isinstance(value, (str, list, dict)) and not value))
+    return not (
+        value is None or value is False or (isinstance(value, (str, list, dict)) and not value)
+    )
 
 
 def load(rules_path: str, urls: dict[str, str]) -> list[BaselineRule]:
@@ -93,7 +95,9 @@ class Counting:
         self.calls[model.name] += 1
 
 
-def run_sync(args: argparse.Namespace, rules: list[BaselineRule], counting: Counting) -> dict[str, Any]:
+def run_sync(
+    args: argparse.Namespace, rules: list[BaselineRule], counting: Counting
+) -> dict[str, Any]:
     import boto3
 
     client = boto3.client("sqs", endpoint_url=args.endpoint_url, region_name="us-east-1")

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import replace
@@ -60,20 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait-time-seconds", type=int, default=2, help="FANOUT_WAIT_TIME_SECONDS")
     s.add_argument("--exit-when-idle", type=float, default=1.0, help="fanout's drain-mode idle")
     s.add_argument("--endpoint-url", default="http://127.0.0.1:4566", help="LocalStack")
-    s.add_argument("--open-rates", type=_floats, default=[0.25, 0.5, 0.75, 0.9],
-                   help="open-loop rates as shares of fanout's measured max")
+    s.add_argument(
+        "--open-rates",
+        type=_floats,
+        default=[0.25, 0.5, 0.75, 0.9],
+        help="open-loop rates as shares of fanout's measured max",
+    )
     s.add_argument("--max-rate", type=float, help="events/s to take as max (else measured)")
     s.add_argument("--open-seconds", type=float, default=15.0, help="seconds per open-loop rate")
     s.add_argument("--sweep-events", type=int, default=4_000, help="events per sweep point")
     s.add_argument("--sweep-pollers", type=_ints, default=[1, 2, 4, 8])
     s.add_argument("--sweep-workers", type=_ints, default=[1, 4])
     s.add_argument("--sweep-rules", type=_words, default=["3", "10", "100", "1000"])
-    s.add_argument("--sweep-rules-1000-events", type=int, default=1_000,
-                   help="events for the 1000-rule point (its matching is slow)")
-    s.add_argument("--sweep-sizes", type=_ints, default=[1024, 65_536, 921_600],
-                   help="message sizes in bytes (1 KB = the generator's natural size)")
-    s.add_argument("--sweep-size-bytes-cap", type=int, default=150_000_000,
-                   help="bytes per size point: caps the events of the big sizes")
+    s.add_argument(
+        "--sweep-rules-1000-events",
+        type=int,
+        default=1_000,
+        help="events for the 1000-rule point (its matching is slow)",
+    )
+    s.add_argument(
+        "--sweep-sizes",
+        type=_ints,
+        default=[1024, 65_536, 921_600],
+        help="message sizes in bytes (1 KB = the generator's natural size)",
+    )
+    s.add_argument(
+        "--sweep-size-bytes-cap",
+        type=int,
+        default=150_000_000,
+        help="bytes per size point: caps the events of the big sizes",
+    )
     s.add_argument("--sweep-lingers", type=_floats, default=[0.0, 20.0, 50.0])
     s.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest")
     s.add_argument("--no-plots", action="store_true")
@@ -99,8 +118,7 @@ class Suite:
         self.results: dict[str, Any] = {"closed": [], "open": [], "sweeps": {}, "headline": []}
         self.failures: list[str] = []
         self._idle: dict[tuple[str, str, Knobs], float] = {}
-        self.workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"fanout-bench-{os.getpid()}"
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
 
     def step(self, text: str) -> None:
         self.progress.update(self.task, description=text)
@@ -216,8 +234,9 @@ class Suite:
         url = f"{self.args.endpoint_url}/_localstack/health"
         try:
             with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
-                ok = b'"sqs": "available"' in r.read() or True
-        except OSError:
+                services = json.loads(r.read()).get("services", {})
+            ok = services.get("sqs") in ("available", "running")
+        except (OSError, ValueError):
             ok = False
         if not ok:
             self.console.print(
@@ -296,8 +315,10 @@ class Suite:
             for size in a.sweep_sizes:
                 events = max(50, min(a.sweep_events, a.sweep_size_bytes_cap // size))
                 pad = None if size <= 1024 else size
-                prep = main.first(events) if pad is None else self.prep(
-                    Workload(events, a.seed, pad, a.rules)
+                prep = (
+                    main.first(events)
+                    if pad is None
+                    else self.prep(Workload(events, a.seed, pad, a.rules))
                 )
                 await self.closed("fanout", "stub", prep, self.knobs, rows, size=size)
         if "linger" in a.sweeps and localstack_up and max_rate:
@@ -305,7 +326,10 @@ class Suite:
             rows = []
             for linger in a.sweep_lingers:
                 rows += await self.open_loop(
-                    [max_rate * 0.5], a.open_seconds, replace(self.knobs, linger_ms=linger), max_rate
+                    [max_rate * 0.5],
+                    a.open_seconds,
+                    replace(self.knobs, linger_ms=linger),
+                    max_rate,
                 )
             sweeps["linger"] = rows
 
@@ -361,7 +385,10 @@ async def suite(args: argparse.Namespace, console: Console) -> int:
         transient=True,
     ) as progress:
         s = Suite(args, console, progress)
-        results = await s.run()
+        try:
+            results = await s.run()
+        finally:
+            shutil.rmtree(s.workdir, ignore_errors=True)
     results["elapsed_seconds"] = round(time.time() - started, 1)
     results["failures"] = s.failures
     path = args.out / "results.json"
@@ -380,13 +407,11 @@ async def suite(args: argparse.Namespace, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "suite")
     args = build_parser().parse_args(argv)
     console = Console()
     if args.command == "plot":
-        import json
-
         results = json.loads(args.results.read_text())
         report.render(results, console)
         for png in report.plots(results, args.out or args.results.parent):

@@ -57,7 +57,7 @@ def machine_info(endpoint: str | None) -> dict[str, Any]:
         except OSError:
             localstack = None
     try:
-        commit = subprocess.run(  # noqa: S603
+        commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
             capture_output=True,
             text=True,
@@ -160,8 +160,7 @@ def render(results: dict[str, Any], console: Console) -> None:
         p = results["profile"]
         console.print(
             "fanout CPU per event by stage (stub, cProfile shares applied to the unprofiled "
-            "run): "
-            + ", ".join(f"{k} {v:.0f} µs" for k, v in p["us_per_event"].items())
+            "run): " + ", ".join(f"{k} {v:.0f} µs" for k, v in p["us_per_event"].items())
         )
     if results.get("open"):
         console.print(open_table("Open loop (latency), LocalStack", results["open"]))

@@ -4,6 +4,7 @@ delete. Every queue name carries a random prefix: the LocalStack is shared."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import Counter
@@ -75,10 +76,8 @@ async def create_queues(
 
 async def delete_queues(c: Any, queues: Queues) -> None:
     for url in [queues.source, queues.dlq, *queues.targets.values()]:
-        try:
+        with contextlib.suppress(Exception):  # best-effort cleanup of a shared emulator
             await c.delete_queue(QueueUrl=url)
-        except Exception:  # noqa: S110 - best effort cleanup of a shared emulator
-            pass
 
 
 async def preload(c: Any, url: str, bodies: Sequence[str], concurrency: int = 16) -> float:
@@ -140,7 +139,9 @@ async def drain(
             messages = resp.get("Messages", [])
             if not messages:
                 empty += 1
-                if (stop is None and empty >= idle_receives) or (stop is not None and stop.is_set()):
+                if (stop is None and empty >= idle_receives) or (
+                    stop is not None and stop.is_set()
+                ):
                     return
                 continue
             empty = 0
