@@ -212,7 +212,7 @@ def _read_summary(system: str, res: ChildResult, out: Path) -> dict[str, Any]:
 
 
 def _stub_stats(endpoint: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{endpoint}/_bench/stats", timeout=30) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{endpoint}/_bench/stats", timeout=30) as resp:
         return dict(orjson.loads(resp.read()))
 
 

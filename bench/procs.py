@@ -54,7 +54,7 @@ class Child:
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> None:
         self.argv = list(argv)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        self.proc = subprocess.Popen(
             self.argv,
             env=dict(env),
             cwd=cwd,
