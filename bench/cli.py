@@ -26,7 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import report, sqsenv
 from bench.closed import ClosedResult, Knobs, Prepared, closed_loop, idle_cpu, prepare, run_stub
-from bench.openloop import open_loop
+from bench.openloop import WARMUP_EVENTS, open_loop
 from bench.profile import STAGES, split
 from bench.workload import REPO, Workload
 
@@ -181,7 +181,7 @@ class Suite:
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
         }
         main = self.prep(Workload(a.events, a.seed, None, a.rules))
-        sync_note = f"bounded: first {min(a.sync_events, a.events)} of the same events"
+        sync_note = f"first {min(a.sync_events, a.events)}"
         by: dict[tuple[str, str], ClosedResult] = {}
         closed = self.results["closed"]
         localstack_up = self._localstack_up() if {"localstack", "open"} & set(a.parts) else False
@@ -249,7 +249,7 @@ class Suite:
     async def open_loop(
         self, rates: list[float], seconds: float, knobs: Knobs, max_rate: float | None
     ) -> list[dict[str, Any]]:
-        needed = sum(max(1, int(r * seconds)) for r in rates)
+        needed = sum(max(1, int(r * seconds)) for r in rates) + WARMUP_EVENTS
         prep = prepare(Workload(needed, self.args.seed + 1, None, self.args.rules), self.workdir)
         results, summary = await open_loop(
             prep,
@@ -410,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "suite")
     args = build_parser().parse_args(argv)
-    console = Console()
+    # Tables are wide: keep them readable when the output goes to a file or a CI log.
+    console = Console(width=None if sys.stdout.isatty() else 150)
     if args.command == "plot":
         results = json.loads(args.results.read_text())
         report.render(results, console)

@@ -21,6 +21,7 @@ from bench.workload import REPO
 from fanout.synthetic import stamp
 
 STAMP_KEY = "bench_sent_at"
+WARMUP_EVENTS = 40
 _PREFIX = len('{"' + STAMP_KEY + '":')
 
 
@@ -99,8 +100,8 @@ async def open_loop(
 ) -> tuple[list[RateResult], dict[str, Any]]:
     """One fanout process; for each rate, ``rate * seconds`` events on schedule."""
     sizes = [max(1, int(r * seconds)) for r in rates]
-    if sum(sizes) > len(prep.bodies):
-        raise ValueError(f"need {sum(sizes)} events, prepared {len(prep.bodies)}")
+    if sum(sizes) + WARMUP_EVENTS > len(prep.bodies):
+        raise ValueError(f"need {sum(sizes) + WARMUP_EVENTS} events, have {len(prep.bodies)}")
     results: list[RateResult] = []
     async with sqsenv.client(endpoint, pool=128) as c:
         queues = await sqsenv.create_queues(c, endpoint, sqsenv.run_prefix(), prep.targets)
@@ -142,6 +143,9 @@ async def open_loop(
                 ),
                 sqsenv.drain(c, queues.dlq, on_dlq, loops=1, stop=stop),
             )
+            # Warm-up (not measured): connections opened, lazy imports done, pollers running.
+            await _produce(c, queues.source, prep.bodies[-WARMUP_EVENTS:], WARMUP_EVENTS / 2)
+            await asyncio.sleep(2.0)
             start = 0
             for k, (rate, n) in enumerate(zip(rates, sizes, strict=True)):
                 ids = prep.ids[start : start + n]

@@ -107,7 +107,7 @@ def closed_table(title: str, rows: list[dict[str, Any]]) -> Table:
         k = r["knobs"]
         knobs = f"P{k['pollers']} W{k['workers']} L{k['linger_ms']:g}"
         table.add_row(
-            r["system"] + (f" ({r['note']})" if r.get("note") else ""),
+            r["system"] + (f" ({r['note']} events)" if r.get("note") else ""),
             r["backend"],
             str(r["events"]),
             f"{r['events_per_s']:.0f}",
