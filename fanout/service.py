@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -32,7 +33,7 @@ from fanout.dlq import DeadLetters
 from fanout.errors import StartupError
 from fanout.inflight import InFlight, Received
 from fanout.poller import Poller
-from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure
+from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
 from fanout.rules import RuleSet, Target, queue_name
 from fanout.sender import Copy, QueueSender
 from fanout.settle import Settler
@@ -76,10 +77,24 @@ async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) ->
     without a doomed send (older queues still have the former 256 KiB default)."""
     source_has_redrive = False
     limits: dict[str, int] = {}
+    # Transient errors (throttling, 5xx, a dropped connection) are retried like any call: they
+    # say nothing about the configuration, so they must not end the start with exit 2.
+    backoff = Backoff(
+        max_attempts=settings.retry_max_attempts,
+        base=settings.retry_base_delay_ms / 1000,
+        cap=settings.retry_max_delay_ms / 1000,
+    )
+    rng = random.Random()  # noqa: S311 - jitter, not cryptography
     for ref in queues_to_check(settings, rules):
         try:
-            response = await client.get_queue_attributes(
-                QueueUrl=ref.url, AttributeNames=["RedrivePolicy", "MaximumMessageSize"]
+            response = await call_with_retry(
+                functools.partial(
+                    client.get_queue_attributes,
+                    QueueUrl=ref.url,
+                    AttributeNames=["RedrivePolicy", "MaximumMessageSize"],
+                ),
+                backoff,
+                rng,
             )
         except NoCredentialsError:
             raise StartupError(
