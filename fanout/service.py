@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECEIVE_GRACE = 2.0
 ABORT_RESERVE = 3.0
 
 
@@ -262,21 +261,22 @@ class Service:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_seconds
         log.info("shutting down: %d messages in flight", len(self.inflight))
-        # Idle pollers stop now; a receive in progress may finish (its messages are released
-        # below) for up to RECEIVE_GRACE, then is cancelled: an empty long poll returns nothing.
+        # Keep a slice of the budget to release what the drain could not settle.
+        reserve = min(ABORT_RESERVE, self.settings.shutdown_timeout_seconds / 4)
+        # Idle pollers stop now. A receive in progress is let finish (a long poll ends within
+        # FANOUT_WAIT_TIME_SECONDS) and what it brings is released below: cancelling it could
+        # strand messages the server already made invisible, until their visibility timeout.
         for poller, task in zip(self.pollers, pollers, strict=True):
             poller.stopping = True
             if not poller.receiving:
                 task.cancel()
-        await asyncio.wait(pollers, timeout=min(RECEIVE_GRACE, self._left(deadline) / 4))
+        await asyncio.wait(pollers, timeout=max(0.0, self._left(deadline) - reserve))
         for task in [*pollers, *workers]:
             task.cancel()
         await asyncio.gather(*pollers, *workers, return_exceptions=True)
         # Received but never processed: visible again now, not after the visibility timeout.
         while not self.work.empty():
             self.acker.release(self.work.get_nowait())
-        # Keep a slice of the budget to release what the drain could not settle.
-        reserve = min(ABORT_RESERVE, self.settings.shutdown_timeout_seconds / 4)
         try:
             async with asyncio.timeout(max(0.0, self._left(deadline) - reserve)):
                 await self._drain()
