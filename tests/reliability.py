@@ -104,6 +104,7 @@ class Fleet:
     targets: dict[str, str]
     rules_path: Path
     rules: RuleSet
+    profile: str = "fast"  # or "long" (LocalStack)
 
     @property
     def all_queues(self) -> list[str]:
