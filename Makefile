@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run test lint format clean
+.PHONY: install run test test-reliability soak lint format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanout needs Python >= 3.11 (set PYTHON=...)")'
@@ -20,6 +20,12 @@ run: $(STAMP)  ## the embedded local run: moto SQS + synthetic Genesys traffic, 
 
 test: $(STAMP)  ## unit + integration tests (moto server on 127.0.0.1)
 	$(PY) -m pytest -q $(ARGS)
+
+test-reliability: $(STAMP)  ## long fault, crash and stop scenarios on LocalStack (127.0.0.1:4566)
+	$(PY) -m pytest -q -s -m reliability $(ARGS)
+
+soak: $(STAMP)  ## 10-minute soak on LocalStack: RSS and task count over time (MINUTES=...)
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),10) $(ARGS)
 
 lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) + mypy --strict on fanout/
 	$(VENV)/bin/ruff check fanout tests
