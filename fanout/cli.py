@@ -19,6 +19,7 @@ from fanout.service import Service, check_queues
 from fanout.signals import install_signal_handlers
 from fanout.sqs import create_client
 from fanout.stats import Stats, render_summary
+from fanout.telemetry import Telemetry, setup_telemetry
 
 NO_SOURCE = (
     "no source queue configured: set FANOUT_SOURCE_QUEUE_URL (or GENESYS_SOURCE_QUEUE_URL) "
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--shutdown-timeout-seconds", type=float, help="FANOUT_SHUTDOWN_TIMEOUT_SECONDS"
     )
     run.add_argument("--log-level", help="FANOUT_LOG_LEVEL")
+    run.add_argument("--log-format", help="FANOUT_LOG_FORMAT: text or json")
+    run.add_argument("--http-port", type=int, help="FANOUT_HTTP_PORT: /healthz, /readyz, /metrics")
     run.add_argument(
         "--exit-when-idle",
         type=float,
@@ -72,22 +75,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        # One object per line; extra fields (event_id, message_id) become keys.
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # botocore/aiobotocore/moto chatter is not what an operator needs at INFO.
     for noisy in ("botocore", "aiobotocore", "aioboto3", "werkzeug", "moto", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
+async def serve(settings: Settings, exit_when_idle: float | None, telemetry: Telemetry) -> Stats:
     rules = load_rules(settings.rules)
     async with create_client(settings) as client:
-        limits = await check_queues(client, settings, rules)
-        service = Service(settings, rules, client, queue_limits=limits)
+        # One span over the start-up GetQueueAttributes calls (their HTTP spans nest under it).
+        with telemetry.tracer.start_as_current_span("check queues"):
+            limits = await check_queues(client, settings, rules)
+        service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
         install_signal_handlers(service.stop)
         return await service.run(exit_when_idle=exit_when_idle)
 
@@ -102,9 +117,11 @@ def report(stats: Stats, summary_json: Path | None) -> None:
 def run_command(args: argparse.Namespace) -> int:
     # Every Settings field with a flag of the same name: a flag left unset is None.
     overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
+    telemetry: Telemetry | None = None
     try:
         settings = load_settings(**overrides)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
+        telemetry = setup_telemetry()
         if args.local:
             from fanout.local import LocalOptions, run_local
 
@@ -115,17 +132,24 @@ def run_command(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 progress=not args.no_progress and sys.stdout.isatty(),
             )
-            stats = asyncio.run(run_local(settings, options, exit_when_idle=args.exit_when_idle))
+            stats = asyncio.run(
+                run_local(
+                    settings, options, exit_when_idle=args.exit_when_idle, telemetry=telemetry
+                )
+            )
         else:
             if not settings.source_queue_url:
                 raise ConfigError(NO_SOURCE)
-            stats = asyncio.run(serve(settings, args.exit_when_idle))
+            stats = asyncio.run(serve(settings, args.exit_when_idle, telemetry))
     except ConfigError as exc:
         print(f"fanout: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("fanout: forced exit", file=sys.stderr)
         return 130
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()  # flush the last spans and metrics
     report(stats, args.summary_json)
     return 0
 

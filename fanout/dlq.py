@@ -20,6 +20,7 @@ from fanout.retry import Failure
 from fanout.rules import FifoSettings, Target
 from fanout.sender import EVENT_ID_ATTRIBUTE, Copy, QueueSender, make_copy
 from fanout.stats import Stats
+from fanout.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,10 @@ class DeadLetters:
         stats: Stats,
         on_written: Callable[[Received], None],
         on_failed: Callable[[Received], None],
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._stats = stats
+        self._instruments = (telemetry or Telemetry.off()).instruments
         self._on_written = on_written
         self._on_failed = on_failed
         self.target = dlq_target(dlq_url) if dlq_url else None
@@ -101,6 +104,7 @@ class DeadLetters:
             message.message_id,
             reason,
             record["error_message"],
+            extra={"event_id": message.event_id, "message_id": message.message_id},
         )
         if self.sender is None or self.target is None:
             # No DLQ: leave the message for the source queue's redrive policy.
@@ -120,12 +124,15 @@ class DeadLetters:
     def _done(self, copy: Copy, failure: Failure | None) -> None:
         if failure is None:
             self._stats.dlq[copy.note] += 1
+            self._instruments.dlq_writes.add(1, {"fanout.dlq.reason": copy.note})
             self._on_written(copy.source)
             return
         log.error(
-            "DLQ write failed for message %s (%s): left in the source queue to come back",
+            "event %s (message %s): DLQ write failed (%s); left in the source queue to come back",
+            copy.source.event_id or "-",
             copy.source.message_id,
             failure.code,
+            extra={"event_id": copy.source.event_id, "message_id": copy.source.message_id},
         )
         self._stats.errors[f"dlq_write:{failure.code}"] += 1
         self._on_failed(copy.source)

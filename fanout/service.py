@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from opentelemetry import trace
-from opentelemetry.trace import Tracer
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from fanout.acker import Acker
 from fanout.batching import SQS_MAX_BYTES
 from fanout.config import Settings
 from fanout.dlq import DeadLetters
 from fanout.errors import StartupError
+from fanout.health import HealthServer
 from fanout.inflight import InFlight, Received
 from fanout.poller import Poller
 from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
@@ -38,10 +38,11 @@ from fanout.rules import RuleSet, Target, queue_name
 from fanout.sender import Copy, QueueSender
 from fanout.settle import Settler
 from fanout.stats import Stats
+from fanout.telemetry import Telemetry
 from fanout.worker import Worker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from types_aiobotocore_sqs import SQSClient
 
@@ -138,10 +139,12 @@ class Service:
         stats: Stats | None = None,
         rng: random.Random | None = None,
         queue_limits: Mapping[str, int] | None = None,
-        tracer: Tracer | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         assert settings.source_queue_url is not None
         self.settings = settings
+        telemetry = telemetry or Telemetry.off()
+        self.telemetry = telemetry
         self.rules = rules
         self.stats = stats or Stats()
         self.inflight = InFlight(settings.max_in_flight)
@@ -162,8 +165,9 @@ class Service:
             rng=rng,
             linger=settings.delete_linger_seconds,
             visibility_timeout=settings.visibility_timeout_seconds,
+            telemetry=telemetry,
         )
-        self.settler = Settler(self.acker, self.inflight, self.stats)
+        self.settler = Settler(self.acker, self.inflight, self.stats, telemetry)
 
         def make_sender(
             target: Target, on_done: Callable[[Copy, Failure | None], None]
@@ -178,6 +182,7 @@ class Service:
                 linger=settings.linger_seconds,
                 concurrency=settings.send_concurrency,
                 max_message_bytes=(queue_limits or {}).get(target.queue_url, SQS_MAX_BYTES),
+                telemetry=telemetry,
             )
 
         self.dead_letters = DeadLetters(
@@ -186,6 +191,7 @@ class Service:
             stats=self.stats,
             on_written=self.settler.ack,
             on_failed=self.settler.abandon,
+            telemetry=telemetry,
         )
         self.settler.dead_letters = self.dead_letters
         self.senders = {
@@ -203,15 +209,36 @@ class Service:
                 visibility_timeout=settings.visibility_timeout_seconds,
                 backoff=backoff,
                 rng=rng,
+                telemetry=telemetry,
             )
             for _ in range(settings.pollers)
         ]
-        tracer = tracer or trace.get_tracer("fanout")
         source_name = queue_name(settings.source_queue_url)
         self.workers = [
-            Worker(rules, self.senders, self.settler, self.stats, tracer, source_name)
+            Worker(rules, self.senders, self.settler, self.stats, telemetry, source_name)
             for _ in range(settings.workers)
         ]
+        in_flight_attributes = {"messaging.destination.name": source_name}
+
+        def observe_in_flight(options: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(len(self.inflight), in_flight_attributes)
+
+        telemetry.meter.create_observable_gauge(
+            "fanout.inflight.messages",
+            callbacks=[observe_in_flight],
+            unit="{message}",
+            description="Received but not yet deleted, released or abandoned",
+        )
+        self.health = (
+            HealthServer(
+                self.inflight,
+                self.stop,
+                window=settings.readiness_window_seconds,
+                registry=telemetry.prometheus_registry,
+            )
+            if settings.http_port is not None
+            else None
+        )
 
     async def run(self, *, exit_when_idle: float | None = None) -> Stats:
         """Run until ``self.stop`` is set (signal) or the source stayed empty ``exit_when_idle``
@@ -227,6 +254,9 @@ class Service:
         )
         self.stats.started_at = time.monotonic()
         self.inflight.last_message_at = time.monotonic()
+        if self.health is not None:
+            assert s.http_port is not None
+            await self.health.start(s.http_host, s.http_port)
         heartbeat = asyncio.create_task(self.acker.heartbeat(), name="visibility heartbeat")
         pollers = [asyncio.create_task(p.run(), name="poller") for p in self.pollers]
         workers = [asyncio.create_task(w.run(self.work), name="worker") for w in self.workers]
@@ -243,6 +273,8 @@ class Service:
             await self._shutdown(pollers, workers)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            if self.health is not None:
+                await self.health.stop()
         return self.stats
 
     async def _watch_idle(self, idle: float) -> None:

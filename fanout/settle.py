@@ -7,6 +7,7 @@ accepted its copy, or when the DLQ accepted a record of what failed.
 from __future__ import annotations
 
 import logging
+import time
 
 from fanout.acker import Acker
 from fanout.dlq import DeadLetters, build_record, delivery_failure_record
@@ -14,15 +15,24 @@ from fanout.inflight import InFlight, Received
 from fanout.retry import Failure
 from fanout.sender import Copy
 from fanout.stats import Stats
+from fanout.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
 
 class Settler:
-    def __init__(self, acker: Acker, inflight: InFlight, stats: Stats) -> None:
+    def __init__(
+        self,
+        acker: Acker,
+        inflight: InFlight,
+        stats: Stats,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self._acker = acker
         self._inflight = inflight
         self._stats = stats
+        self._instruments = (telemetry or Telemetry.off()).instruments
+        self._target_attributes: dict[str, dict[str, str]] = {}
         self.dead_letters: DeadLetters | None = None  # wired by the service (it needs us first)
 
     def expect(self, message: Received, copies: int) -> None:
@@ -32,7 +42,15 @@ class Settler:
         """Callback of the target senders: one copy accepted, or failed for good."""
         message = copy.source
         if failure is None:
-            self._stats.per_target[copy.target.name] += 1
+            name = copy.target.name
+            self._stats.per_target[name] += 1
+            attributes = self._target_attributes.get(name)
+            if attributes is None:
+                attributes = self._target_attributes[name] = {"fanout.target": name}
+            self._instruments.copies.add(1, attributes)
+            if message.sent_timestamp_ms is not None:
+                lag = time.time() - message.sent_timestamp_ms / 1000
+                self._instruments.lag.record(max(0.0, lag), attributes)
         else:
             message.failures[copy.target.name] = failure
             self._stats.errors[f"send:{failure.code}"] += 1

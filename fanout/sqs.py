@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from fanout.config import Settings
 from fanout.errors import ConfigError
 from fanout.retry import QUEUE_WIDE_CODES, Backoff, Failure, classify_entry, classify_exception
 from fanout.stats import Stats
+from fanout.telemetry import CallObserver
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -100,11 +102,13 @@ async def call_batch(
     backoff: Backoff,
     rng: random.Random,
     stats: Stats,
+    observer: CallObserver | None = None,
 ) -> None:
     """Run one SQS batch call; retry only retryable failed entries; settle every item once.
 
     Whole-call errors retry the whole batch when retryable and fail it otherwise. Items still
     failing after ``backoff.max_attempts`` are settled with a non-retryable "gave up" failure.
+    ``observer`` records each attempt's duration and each retry (span event + metric).
     """
     settle = _guarded(settle, operation)
     pending = list(items)
@@ -113,12 +117,15 @@ async def call_batch(
         retry: list[T] = []
         last: Failure | None = None
         stats.calls[operation] += 1
+        started = time.perf_counter()
         try:
             response = await call([{"Id": str(i), **entry_of(x)} for i, x in enumerate(pending)])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             last = classify_exception(exc)
+            if observer is not None:
+                observer.attempt(time.perf_counter() - started, last.code)
             if last.retryable:
                 retry = pending
             elif len(pending) > 1 and last.code not in QUEUE_WIDE_CODES:
@@ -134,12 +141,15 @@ async def call_batch(
                         backoff=backoff,
                         rng=rng,
                         stats=stats,
+                        observer=observer,
                     )
                 return
             else:
                 for item in pending:
                     settle(item, last)
         else:
+            if observer is not None:
+                observer.attempt(time.perf_counter() - started)
             settled: set[int] = set()
             for ok in response.get("Successful", ()):
                 index = int(ok["Id"])
@@ -161,6 +171,8 @@ async def call_batch(
         if not retry or last is None:
             return
         stats.retries[last.code] += 1
+        if observer is not None:
+            observer.retry(attempt, last.code, len(retry))
         if backoff.gives_up(attempt):
             gave_up = Failure(
                 last.code, f"gave up after {attempt} attempts: {last.message}", retryable=False
