@@ -151,6 +151,14 @@ class RuleSet:
         for rule in self.rules:
             try:
                 result = rule.compiled.search(data)
+            except jmespath_errors.JMESPathTypeError as exc:
+                # The library's message quotes the offending value (a phone number, an
+                # address): name the function and the types only; this text reaches logs.
+                raise RuleError(
+                    rule.id,
+                    f"in function {exc.function_name}(), invalid type {exc.actual_type}, "
+                    f"expected one of: {exc.expected_types}",
+                ) from None
             except jmespath_errors.JMESPathError as exc:
                 raise RuleError(rule.id, str(exc)) from None
             if not is_truthy(result):
