@@ -78,7 +78,13 @@ class Worker:
                     message.message_id,
                     extra={"event_id": message.event_id, "message_id": message.message_id},
                 )
-                self._settler.dead_letter(message, "internal_error", type(exc).__name__, str(exc))
+                try:
+                    self._settler.dead_letter(
+                        message, "internal_error", type(exc).__name__, str(exc)
+                    )
+                except Exception:  # not even a DLQ record: SQS redelivers it; the worker lives
+                    log.exception("message %s: cannot dead-letter it", message.message_id)
+                    self._settler.abandon(message)
             finally:
                 work.task_done()
 
