@@ -1,11 +1,13 @@
 """Tracing overhead: CPU per event of the fanout process with OpenTelemetry off and on.
 
-    python -m bench.tracing_overhead [--events 1500] [--repeats 3] [--endpoint URL]
+    python -m bench.tracing_overhead [--events 1500] [--repeats 3]
+                                     [--stub | --endpoint URL]
 
-The parent process runs moto's SQS server (or uses ``--endpoint``, e.g. LocalStack on
-127.0.0.1:4566: faster, and its CPU is in another process too) and a stand-in OTLP/HTTP collector (accepts and drops
-exports) on 127.0.0.1; each measured run is a separate child process running the real Service
-over the repo's rules.yaml with synthetic Genesys traffic preloaded in the source queue. The
+SQS is bench/stub.py (``--stub``: instant, its own process, so the CPU measured is fanout's
+alone), an endpoint (``--endpoint``, e.g. LocalStack on 127.0.0.1:4566) or an embedded moto
+server; a stand-in OTLP/HTTP collector on 127.0.0.1 accepts and drops the exports. Each
+measured run is a separate child process running the real Service over the repo's rules.yaml
+with synthetic Genesys traffic preloaded in the source queue. The
 child measures its own process CPU (all threads: the span processor's export thread included)
 at steady state: from the first 10% of events deleted until all are. Modes run interleaved,
 median of the repeats; moto's CPU is in the parent and not counted.
@@ -21,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -106,6 +109,28 @@ async def prepare(endpoint: str, events: int, seed: int) -> dict[str, Any]:
     return {"source": source, "dlq": dlq, "targets": targets, "events": events}
 
 
+def stub_spec(endpoint: str, events: int) -> dict[str, Any]:
+    """Queue URLs on the stub (it accepts any); its pool already holds the bodies."""
+    from fanout.rules import load_rules_unresolved
+
+    base = f"{endpoint}/000000000000/bench"
+    rules = load_rules_unresolved(RULES)
+    targets = {
+        name: f"{base}-{name}" + (".fifo" if t.fifo is not None else "")
+        for name, t in rules.targets.items()
+    }
+    return {"source": f"{base}-source", "dlq": f"{base}-dlq", "targets": targets, "events": events}
+
+
+def stub_pool(path: Path, events: int, seed: int) -> Path:
+    from fanout.synthetic import DEMO_MIX, GenesysEventGenerator
+
+    generator = GenesysEventGenerator(seed=seed, mix=DEMO_MIX, clock=time.time)
+    bodies = [b.replace("\n", " ") for b in generator.bodies(events)]  # one body per line
+    path.write_text("\n".join(bodies))
+    return path
+
+
 async def cleanup(endpoint: str, spec: dict[str, Any]) -> None:
     from fanout.config import Settings
     from fanout.sqs import create_client
@@ -131,6 +156,8 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
         endpoint_url=spec["endpoint"],
         region="us-east-1",
         wait_time_seconds=1,
+        # Fuller batches: fewer SQS calls per event, less sensitive to the emulator's speed.
+        linger_ms=100,
         pollers=1,  # moto hands a message to concurrent receives twice: keep counts exact
     )
     async with create_client(settings) as client:
@@ -140,16 +167,23 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
         # Steady state: one-time costs (lazy imports, first export, connection set-up) fall
         # in the warm-up share of the events, which is not measured.
         warmup = spec["events"] // 10
-        while service.stats.deleted < warmup:
+        while service.stats.deleted < warmup:  # noqa: ASYNC110 - polling another task's counter
             await asyncio.sleep(0.05)
         cpu0, wall0, done0 = time.process_time(), time.perf_counter(), service.stats.deleted
-        while service.stats.deleted < spec["events"]:
+        calls0 = sum(service.stats.calls.values())
+        while service.stats.deleted < spec["events"]:  # noqa: ASYNC110 - same
             await asyncio.sleep(0.05)
         cpu1, wall1, done1 = time.process_time(), time.perf_counter(), service.stats.deleted
+        calls = sum(service.stats.calls.values()) - calls0
         service.stop.set()
         await run
     telemetry.shutdown()
-    return {"cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0, "events": done1 - done0}
+    return {
+        "cpu_s": cpu1 - cpu0,
+        "wall_s": wall1 - wall0,
+        "events": done1 - done0,
+        "calls": calls,
+    }
 
 
 def run_child(spec: dict[str, Any], mode_env: dict[str, str], collector_url: str) -> dict[str, Any]:
@@ -165,7 +199,7 @@ def run_child(spec: dict[str, Any], mode_env: dict[str, str], collector_url: str
                 **mode_env,
             }
         )
-    out = subprocess.run(  # noqa: S603 - our own interpreter and module
+    out = subprocess.run(  # our own interpreter and module
         [sys.executable, "-m", "bench.tracing_overhead", "--child", orjson.dumps(spec).decode()],
         env=env,
         cwd=REPO,
@@ -177,11 +211,25 @@ def run_child(spec: dict[str, Any], mode_env: dict[str, str], collector_url: str
     return result
 
 
+def run_on_stub(
+    events: int, seed: int, mode_env: dict[str, str], collector_url: str
+) -> dict[str, Any]:
+    from bench.procs import stub_server
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pool = stub_pool(Path(tmp) / "pool.jsonl", events, seed)
+        with stub_server(pool, REPO) as (endpoint, _):
+            spec = stub_spec(endpoint, events)
+            spec["endpoint"] = endpoint
+            return run_child(spec, mode_env, collector_url)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--endpoint", help="SQS endpoint to use instead of an embedded moto")
+    parser.add_argument("--stub", action="store_true", help="SQS is bench/stub.py (instant)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -193,7 +241,9 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per SQS request otherwise
     os.environ.update(CREDENTIALS)
     server = None
-    if args.endpoint:
+    if args.stub:
+        endpoint = ""
+    elif args.endpoint:
         endpoint = args.endpoint
     else:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -205,17 +255,21 @@ def main() -> None:
         with collector() as collector_url:
             for repeat in range(args.repeats):
                 for label, mode_env in MODES:
-                    spec = asyncio.run(prepare(endpoint, args.events, seed=repeat))
-                    spec["endpoint"] = endpoint
-                    try:
-                        result = run_child(spec, mode_env, collector_url)
-                    finally:
-                        asyncio.run(cleanup(endpoint, spec))
+                    if args.stub:
+                        result = run_on_stub(args.events, repeat, mode_env, collector_url)
+                    else:
+                        spec = asyncio.run(prepare(endpoint, args.events, seed=repeat))
+                        spec["endpoint"] = endpoint
+                        try:
+                            result = run_child(spec, mode_env, collector_url)
+                        finally:
+                            asyncio.run(cleanup(endpoint, spec))
                     us = result["cpu_s"] / result["events"] * 1e6
                     cpu_per_event[label].append(us)
                     print(
                         f"  run {repeat + 1} {label:32s} {us:7.1f} us CPU/event "
-                        f"({result['events'] / result['wall_s']:.0f} events/s wall)",
+                        f"({result['events'] / result['wall_s']:.0f} events/s wall, "
+                        f"{result['calls'] / result['events']:.2f} SQS calls/event)",
                         file=sys.stderr,
                     )
     finally:

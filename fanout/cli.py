@@ -100,15 +100,20 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-async def serve(settings: Settings, exit_when_idle: float | None, telemetry: Telemetry) -> Stats:
+async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
     rules = load_rules(settings.rules)
-    async with create_client(settings) as client:
-        # One span over the start-up GetQueueAttributes calls (their HTTP spans nest under it).
-        with telemetry.tracer.start_as_current_span("check queues"):
-            limits = await check_queues(client, settings, rules)
-        service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
-        install_signal_handlers(service.stop)
-        return await service.run(exit_when_idle=exit_when_idle)
+    # After the rules: a broken rules file is one line on stderr, with nothing before it.
+    telemetry = setup_telemetry()
+    try:
+        async with create_client(settings) as client:
+            # One span over the start-up GetQueueAttributes calls (their HTTP spans nest in it).
+            with telemetry.tracer.start_as_current_span("check queues"):
+                limits = await check_queues(client, settings, rules)
+            service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
+            install_signal_handlers(service.stop)
+            return await service.run(exit_when_idle=exit_when_idle)
+    finally:
+        telemetry.shutdown()  # flush the last spans and metrics
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -136,7 +141,6 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(**overrides)
         configure_logging(settings.log_level, settings.log_format)
-        telemetry = setup_telemetry()
         if args.local:
             from fanout.local import LocalOptions, run_local
 
@@ -147,6 +151,7 @@ def run_command(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 progress=not args.no_progress and sys.stdout.isatty(),
             )
+            telemetry = setup_telemetry()
             stats = run_async(
                 run_local(
                     settings, options, exit_when_idle=args.exit_when_idle, telemetry=telemetry
@@ -155,7 +160,7 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             if not settings.source_queue_url:
                 raise ConfigError(NO_SOURCE)
-            stats = run_async(serve(settings, args.exit_when_idle, telemetry))
+            stats = run_async(serve(settings, args.exit_when_idle))
     except ConfigError as exc:
         print(f"fanout: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -443,3 +443,18 @@ async def test_metrics_endpoint_is_404_without_prometheus(harness: Harness) -> N
         service.stop.set()
         await asyncio.wait_for(run, 30)
         await cm.__aexit__(None, None, None)
+
+
+def test_rule_errors_do_not_quote_event_values(tmp_path: Path) -> None:
+    from fanout.rules import RuleError, load_rules
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        'targets:\n  t: {queue_url: "http://127.0.0.1:1/000000000000/t"}\n'
+        "rules:\n  - id: bad\n    condition: abs(detail.eventBody.ani) > `1`\n    targets: [t]\n"
+    )
+    rules = load_rules(path)
+    with pytest.raises(RuleError) as caught:
+        rules.match(pii_event())
+    assert "abs()" in str(caught.value) and "string" in str(caught.value)
+    assert PII["ani"] not in str(caught.value)
