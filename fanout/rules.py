@@ -28,31 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fanout.errors import RulesError
 from fanout.jmescompile import CompiledExpression, compile_expression
+from fanout.patterns import EventPattern, PatternError, compile_pattern, value_key
 from fanout.ruleindex import RuleIndex, RulePlan, plan_jmespath, plan_pattern
 
-MAX_RULES_FILE_BYTES = 5 * 1024 * 1024
-# --- TEMPORARY shim until fanout.patterns is merged (removed then) ---
-try:
-    from fanout.patterns import EventPattern, PatternError, compile_pattern, value_key
-except ImportError:  # pragma: no cover
-
-    class EventPattern:  # type: ignore[no-redef]
-        def matches(self, event: Any) -> bool:
-            raise NotImplementedError
-
-        def required_terms(self) -> tuple[Any, ...]:
-            raise NotImplementedError
-
-    class PatternError(Exception):  # type: ignore[no-redef]
-        where = problem = fix = ""
-
-    def compile_pattern(source: Any) -> EventPattern:  # type: ignore[misc]
-        raise RulesError("", "pattern: not available in this build")
-
-    def value_key(value: Any) -> Any:  # type: ignore[misc]
-        return value
-
-
+# A real rules file is a few KiB; 1 MiB (~9,000 rules) still loads in seconds with the
+# pure-Python YAML parser, while 5 MiB took most of a minute.
+MAX_RULES_FILE_BYTES = 1024 * 1024
+# YAML nodes after alias expansion: bounds a billion-laughs file before anything walks it.
+MAX_YAML_NODES = 100_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # SQS accepts MessageGroupId / MessageDeduplicationId of 1-128 printable ASCII characters.
 _SQS_FIFO_ID = re.compile(r"[!-~]{1,128}")
@@ -223,9 +206,8 @@ class RuleSet:
             if test is not None:
                 try:
                     hit = test(data)
-                except (jmespath_errors.JMESPathError, TypeError, ValueError) as exc:
-                    # TypeError: the jmespath library compares a string with a number that way.
-                    raise RuleError(rules[i].id, str(exc)) from None
+                except Exception as exc:  # any failure is this event's, not the service's
+                    raise RuleError(rules[i].id, _evaluation_error(exc)) from None
                 if not hit:
                     continue
             rule = rules[i]
@@ -253,6 +235,19 @@ class RuleSet:
             for r in self.rules
         )
         return RuleSet(self.path, self.mode, rules, targets, rebind(self.default_targets))
+
+
+def _evaluation_error(exc: Exception) -> str:
+    """Why a condition failed, without the event's values: they may be phone numbers."""
+    if isinstance(exc, jmespath_errors.JMESPathTypeError):
+        # Its str() quotes the offending value; keep only the types.
+        expected = " or ".join(exc.expected_types)
+        return f"{exc.function_name}() expects {expected}, got {exc.actual_type}"
+    if isinstance(exc, TypeError):
+        # jmespath lets `<`/`>` compare a string with a number and Python refuses; the
+        # message names only the types: "'>' not supported between instances of 'str' and..."
+        return f"values of the wrong type: {exc}"
+    return f"{type(exc).__name__} while evaluating the condition"
 
 
 def fifo_safe_id(text: str) -> str:
@@ -371,10 +366,24 @@ def _read_yaml(path: Path) -> Any:
         raise RulesError(
             path, "file not found", fix="pass --rules PATH or set FANOUT_RULES"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RulesError(path, f"cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RulesError(path, f"cannot read: {exc}", fix="save it as UTF-8 text") from None
+    except OSError as exc:
+        raise RulesError(
+            path, f"cannot read: {exc.strerror or exc}", fix="pass the path of a readable file"
+        ) from None
     try:
         return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except _TooManyNodes:
+        raise RulesError(
+            path,
+            f"YAML aliases expand to more than {MAX_YAML_NODES} nodes",
+            fix="remove the anchors/aliases (&name / *name) that repeat large blocks",
+        ) from None
+    except RecursionError:
+        raise RulesError(
+            path, "YAML nested too deeply", fix="a rules file needs a few levels of nesting"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -384,8 +393,42 @@ def _read_yaml(path: Path) -> Any:
         ) from None
 
 
+class _TooManyNodes(Exception):
+    pass
+
+
+def _expanded_nodes(root: yaml.Node) -> int:
+    """Node count with every alias expanded, computed without expanding (memoised per node;
+    a recursive alias counts as too many)."""
+    over = MAX_YAML_NODES + 1
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if children_done:
+            visiting.discard(id(node))
+            sizes[id(node)] = min(over, 1 + sum(sizes.get(id(c), over) for c in children))
+        elif id(node) not in sizes and id(node) not in visiting:
+            visiting.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children)
+    return sizes[id(root)]
+
+
 class _StrictSafeLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys: YAML would silently keep the last one."""
+    """SafeLoader that rejects duplicate keys (YAML would silently keep the last one) and
+    files whose aliases expand past MAX_YAML_NODES (billion laughs)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_nodes(node) > MAX_YAML_NODES:
+            raise _TooManyNodes
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
