@@ -183,7 +183,7 @@ def test_events_invalid_and_raising_exit_1_without_values(
     code, out, _ = run(["rules", "test", str(rules), str(events), "--no-validate"], capsys)
     assert code == 1
     assert "event e-4 from" in out and "rule 'anything' raised, would go to the DLQ" in out
-    assert "length() got number, expected string or array or object" in out
+    assert "length() expects string or array or object, got number" in out
     # e-5 without validation: the string duration makes `>` raise a TypeError.
     assert "event e-5 from" in out and "rule 'voice-long' raised" in out
     assert secret not in out and "12345" not in out
