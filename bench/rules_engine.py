@@ -171,7 +171,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> bool:
     for ax, flavour in zip(axes[0], flavours, strict=True):
         rows = [r for r in results if r["flavour"] == flavour]
         for method in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted((r["rules"], r["median_us"], r["p95_us"]) for r in rows if r["method"] == method)
+            pts = sorted(
+                (r["rules"], r["median_us"], r["p95_us"]) for r in rows if r["method"] == method
+            )
             xs, med, p95 = zip(*pts, strict=True)
             (line,) = ax.plot(xs, med, marker="o", label=f"{method} (median)")
             ax.plot(xs, p95, linestyle=":", color=line.get_color(), alpha=0.7)
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-library-evals",
         type=int,
-        default=200_000,
+        default=100_000,
         help="cap on rule evaluations per pass for the slow library methods (fewer events)",
     )
     parser.add_argument("--seed", type=int, default=0, help="rule-set and event seed")
