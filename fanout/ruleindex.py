@@ -723,6 +723,7 @@ class RuleIndex:
             for (mode, slot), table in self._prefixes.items()
             if mode == "pattern"
         ]
+        self._pt_candidates = self._generate_pattern() if self._pt_count else _no_candidates
         guard_list = [(slot, m[0], m[1], m[2]) for slot, m in self._guards.items()]
         self._jm_candidates = _generate(
             _build_trie(jm_paths),
@@ -752,10 +753,76 @@ class RuleIndex:
         """Mask of the rules that may match ``data`` (a superset of the ones that do)."""
         mask = self._jm_candidates(data)
         if self._pt_count:
-            mask |= self._pattern_candidates(data)
+            mask |= self._pt_candidates(data)
         return mask
 
+    def _generate_pattern(self) -> Callable[[Mapping[str, Any]], int]:
+        """Pattern-mode lookups as straight-line code for events with no array on an indexed
+        path's way (the usual case); anything else takes the general walk."""
+        key = self._pattern_key
+        assert key is not None
+        env: dict[str, Any] = {
+            "_vk": key,
+            "_MISS": _MISSING,
+            "_EMPTY": _EMPTY,
+            "_SLOW": self._pattern_candidates,
+            "_LK": lambda v: _list_keys(key, v),
+            "_PROD": _product_lookup,
+            "_PFX": _prefix_lookup,
+            "_SCALARS": (str, int, float, bool, type(None)),
+        }
+        lines = [
+            "def candidates(n0):",
+            "    if n0.__class__ is not dict:",
+            "        return _SLOW(n0)",
+        ]
+        lines.append("    mask = 0")
+        nodes = [0]
+
+        def walk(node: str, sub: _Trie) -> None:
+            for name, slot, children in sub:
+                if slot >= 0:
+                    lines.append(f"    v{slot} = {node}.get({name!r}, _MISS)")
+                if children:
+                    nodes[0] += 1
+                    child = f"n{nodes[0]}"
+                    lines.append(f"    {child} = {node}.get({name!r})")
+                    lines.append(f"    if {child}.__class__ is not dict:")
+                    lines.append(f"        if {child}.__class__ not in _SCALARS:")
+                    lines.append("            return _SLOW(n0)")
+                    lines.append(f"        {child} = _EMPTY")
+                    walk(child, children)
+
+        walk("n0", self._pt_trie)
+        for slot in range(self._pt_count):
+            lines.append(
+                f"    k{slot} = () if v{slot} is _MISS else "
+                f"(_LK(v{slot}) if v{slot}.__class__ is list else (_vk(v{slot}),))"
+            )
+        for i, sig in enumerate(self._pt):
+            env[f"S{i}"], env[f"T{i}"] = sig, sig.table
+            ks = [f"k{slot}" for slot in sig.slots]
+            single = " and ".join(f"len({k}) == 1" for k in ks)
+            first = ks[0] + "[0]" if len(ks) == 1 else "(" + ", ".join(k + "[0]" for k in ks) + ")"
+            lines.append(f"    if {single}:")
+            lines.append(f"        mask |= T{i}.get({first}, 0)")
+            lines.append(f"    elif {' and '.join(ks)}:")
+            lines.append(f"        mask |= _PROD(S{i}, ({', '.join(ks)},))")
+        for i, (slot, by_prefix, lengths) in enumerate(self._pt_prefix):
+            env[f"P{i}"], env[f"L{i}"] = by_prefix, lengths
+            hits = " | ".join(f"P{i}.get(v{slot}[:{n}], 0)" for n in lengths)
+            lines.append(f"    if v{slot}.__class__ is str:")
+            lines.append(f"        mask |= {hits}")
+            lines.append(f"    elif v{slot}.__class__ is list:")
+            lines.append(f"        mask |= _PFX(P{i}, L{i}, v{slot})")
+        lines.append("    return mask")
+        code = compile("\n".join(lines) + "\n", "<fanout.ruleindex patterns>", "exec")
+        exec(code, env)  # noqa: S102 - generated from field-name reprs and our own tables only
+        fn: Callable[[Mapping[str, Any]], int] = env["candidates"]
+        return fn
+
     def _pattern_candidates(self, data: Mapping[str, Any]) -> int:
+        """The general pattern-mode walk: arrays anywhere on the way stand for their elements."""
         mask = 0
         found: list[list[Any]] = [[] for _ in range(self._pt_count)]
         _walk_arrays([data], self._pt_trie, found)
@@ -763,23 +830,47 @@ class RuleIndex:
         assert pattern_key is not None
         keys = [tuple(pattern_key(v) for v in vs) for vs in found]
         for sig in self._pt:
-            parts = [keys[s] for s in sig.slots]
-            count = math.prod(len(p) for p in parts)
-            if count == 0:
-                continue
-            if count > MAX_KEYS_PER_RULE:
-                mask |= sig.everything  # a huge array: test every rule of this signature
-                continue
-            for combo in product(*parts):
-                mask |= sig.table.get(combo[0] if len(combo) == 1 else combo, 0)
+            mask |= _product_lookup(sig, tuple(keys[s] for s in sig.slots))
         for slot, by_prefix, lengths in self._pt_prefix:
-            for text in found[slot]:
-                if isinstance(text, str):
-                    for n in lengths:
-                        if n > len(text):
-                            break
-                        mask |= by_prefix.get(text[:n], 0)
+            mask |= _prefix_lookup(by_prefix, lengths, found[slot])
         return mask
+
+
+_MISSING: Hashable = _NoKey()
+
+
+def _list_keys(key: Callable[[Any], Hashable], values: list[Any]) -> tuple[Hashable, ...]:
+    flat: list[Any] = []
+    _flatten_into(values, flat)
+    return tuple(key(v) for v in flat)
+
+
+def _no_candidates(data: Any) -> int:
+    return 0
+
+
+def _product_lookup(sig: _Signature, parts: tuple[tuple[Hashable, ...], ...]) -> int:
+    """Rules of ``sig`` whose compound key is one of the combinations of the slots' keys."""
+    count = math.prod(len(p) for p in parts)
+    if count == 0:
+        return 0
+    if count > MAX_KEYS_PER_RULE:
+        return sig.everything  # a huge array: test every rule of this signature
+    mask = 0
+    for combo in product(*parts):
+        mask |= sig.table.get(combo[0] if len(combo) == 1 else combo, 0)
+    return mask
+
+
+def _prefix_lookup(by_prefix: dict[str, int], lengths: tuple[int, ...], values: Any) -> int:
+    mask = 0
+    flat: list[Any] = []
+    _flatten_into(values, flat)
+    for text in flat:
+        if isinstance(text, str):
+            for n in lengths:
+                mask |= by_prefix.get(text[:n], 0)
+    return mask
 
 
 def bits(mask: int) -> Iterator[int]:
