@@ -3,13 +3,15 @@
 Each rule gets a ``RulePlan``: the field tests it cannot match without.
 
 * JMESPath conditions: the top-level ``&&`` terms of the forms ``field == literal`` (either
-  side), ``contains(<literal list>, field)`` and ``starts_with(field, 'literal')``.
+  side) and ``contains(<literal list>, field)`` form one compound key (``"detail-type"`` and
+  ``queueId`` both hit, not either); without them, an ``||`` of index terms,
+  ``starts_with(field, 'literal')`` or ``field > `number``` (<, <=, >=) is used. A rule made
+  only of key terms is ``complete``: a key hit is a match and the condition is not evaluated.
 * EventBridge patterns: the terms ``EventPattern.required_terms()`` reports.
 
-All of a rule's exact terms together form one compound key (``"detail-type"`` and ``queueId``
-both hit, not either), so per event the index builds one key per distinct set of paths and
-does one dict lookup each. A rule with only prefix terms is indexed by a prefix table. Rules
-with neither are evaluated for every event.
+Per event the index builds one key per distinct set of key paths (one dict lookup each), one
+bisect per range path and a few slices per prefix path; the lookups of a rule set run as one
+generated straight-line function. Rules with nothing indexable are evaluated for every event.
 
 The index changes cost, never results. Three things make that hold:
 
@@ -30,7 +32,7 @@ import math
 import operator
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, product
 from types import MappingProxyType
@@ -662,7 +664,6 @@ class RuleIndex:
         *,
         pattern_key: Callable[[Any], Hashable] | None = None,
     ) -> None:
-        self.size = len(plans)
         self._pattern_key = pattern_key
         self._slots: dict[Mode, dict[Path, int]] = {"jmespath": {}, "pattern": {}}
         self._sigs: dict[Mode, dict[tuple[int, ...], _Signature]] = {"jmespath": {}, "pattern": {}}
@@ -871,11 +872,3 @@ def _prefix_lookup(by_prefix: dict[str, int], lengths: tuple[int, ...], values: 
             for n in lengths:
                 mask |= by_prefix.get(text[:n], 0)
     return mask
-
-
-def bits(mask: int) -> Iterator[int]:
-    """Positions of the set bits, lowest first (rule order)."""
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
