@@ -134,7 +134,7 @@ def install() -> Path:
     if stamp.is_file() and stamp.read_text() == wanted and python.exists():
         return python
     base = find_python()
-    say(f"installing LocalStack into {VENV.relative_to(ROOT)} with {base} (first use, a few minutes)")
+    say(f"first use: installing LocalStack into {VENV} with {base} (a few minutes)")
     started = time.monotonic()
     shutil.rmtree(VENV, ignore_errors=True)
     subprocess.run([base, "-m", "venv", str(VENV)], check=True)

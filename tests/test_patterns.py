@@ -459,44 +459,33 @@ _SCALARS = st.one_of(
 _STRS = st.sampled_from(["", "x", "xy", "y", "X"])
 
 
-def _operator() -> st.SearchStrategy[Any]:
-    return st.one_of(
-        _SCALARS,
-        st.builds(lambda s: {"prefix": s}, _STRS),
-        st.builds(lambda s: {"prefix": {"equals-ignore-case": s}}, _STRS),
-        st.builds(lambda s: {"suffix": s}, _STRS),
-        st.builds(lambda s: {"equals-ignore-case": s}, _STRS),
-        st.builds(lambda s: {"wildcard": s}, st.sampled_from(["*", "x*", "*y", "x*y"])),
-        st.builds(lambda s: {"anything-but": s}, st.sampled_from(["x", 1, ["x", "y"], [1, 2]])),
-        st.builds(lambda b: {"exists": b}, st.booleans()),
-        st.builds(lambda n: {"numeric": [">", n]}, st.sampled_from([0, 1.5])),
-        st.just({"cidr": "10.0.0.0/24"}),
-    )
+_OPERATOR = st.one_of(
+    _SCALARS,
+    st.builds(lambda s: {"prefix": s}, _STRS),
+    st.builds(lambda s: {"prefix": {"equals-ignore-case": s}}, _STRS),
+    st.builds(lambda s: {"suffix": s}, _STRS),
+    st.builds(lambda s: {"equals-ignore-case": s}, _STRS),
+    st.builds(lambda s: {"wildcard": s}, st.sampled_from(["*", "x*", "*y", "x*y"])),
+    st.builds(lambda s: {"anything-but": s}, st.sampled_from(["x", 1, ["x", "y"], [1, 2]])),
+    st.builds(lambda b: {"exists": b}, st.booleans()),
+    st.builds(lambda n: {"numeric": [">", n]}, st.sampled_from([0, 1.5])),
+    st.just({"cidr": "10.0.0.0/24"}),
+)
+# Strategies built once (building them per draw made the test slow): patterns three objects
+# deep with `$or` at the upper two levels; events are built from the pattern (see _event_for).
+_KEYS = st.sampled_from(_FIELDS)
+_LEAF = st.lists(_OPERATOR, min_size=1, max_size=2)
+_OBJ0 = st.dictionaries(_KEYS, _LEAF, min_size=1, max_size=2)
 
 
-def _pattern(depth: int = 2) -> st.SearchStrategy[dict[str, Any]]:
-    leaf = st.lists(_operator(), min_size=1, max_size=3)
-    value: st.SearchStrategy[Any] = leaf
-    if depth > 0:
-        value = st.one_of(leaf, st.deferred(lambda: _pattern(depth - 1)))
-    obj = st.dictionaries(st.sampled_from(_FIELDS), value, min_size=1, max_size=3)
-    if depth == 0:
-        return obj
-    with_or = st.builds(
-        lambda base, alts: {**base, "$or": alts},
-        obj,
-        st.lists(st.deferred(lambda: _pattern(depth - 1)), min_size=2, max_size=2),
-    )
-    return st.one_of(obj, with_or)
+def _with_or(base: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    alternatives = st.lists(_OBJ0, min_size=2, max_size=2)
+    return st.one_of(base, st.builds(lambda b, alts: {**b, "$or": alts}, base, alternatives))
 
 
-def _event(depth: int = 2) -> st.SearchStrategy[Any]:
-    scalar_or_list = st.one_of(_SCALARS, st.lists(_SCALARS, max_size=3))
-    if depth == 0:
-        return st.dictionaries(st.sampled_from(_FIELDS), scalar_or_list, max_size=3)
-    inner = st.deferred(lambda: _event(depth - 1))
-    value = st.one_of(scalar_or_list, inner, st.lists(inner, max_size=2))
-    return st.dictionaries(st.sampled_from(_FIELDS), value, max_size=3)
+_OBJ1 = _with_or(st.dictionaries(_KEYS, st.one_of(_LEAF, _OBJ0), min_size=1, max_size=2))
+_PATTERN = _with_or(st.dictionaries(_KEYS, st.one_of(_LEAF, _OBJ1), min_size=1, max_size=2))
+_EV0 = st.dictionaries(_KEYS, st.one_of(_SCALARS, st.lists(_SCALARS, max_size=2)), max_size=2)
 
 
 def _satisfied(term: PatternTerm, event: Any) -> bool:
@@ -508,13 +497,67 @@ def _satisfied(term: PatternTerm, event: Any) -> bool:
     return False
 
 
-@settings(max_examples=200, deadline=None)
-@given(pattern=_pattern(), events=st.lists(_event(), min_size=1, max_size=8))
-def test_required_terms_are_sound(pattern: dict[str, Any], events: list[Any]) -> None:
+def _value_for(item: Any, draw: Any) -> Any:
+    """A value that the leaf item probably accepts (None stands for leaving the field out)."""
+    if not isinstance(item, dict):
+        return item
+    ((op, arg),) = item.items()
+    if op in ("prefix", "suffix"):
+        text = arg if isinstance(arg, str) else arg["equals-ignore-case"].upper()
+        extra = draw(_STRS)
+        return text + extra if op == "prefix" else extra + text
+    if op == "equals-ignore-case":
+        return arg.upper()
+    if op == "wildcard":
+        return arg.replace("*", draw(_STRS))
+    if op == "numeric":
+        return arg[1] + draw(st.sampled_from([0.5, 1, -1]))
+    if op == "cidr":
+        return "10.0.0.7"
+    if op == "exists":
+        return "x" if arg else None
+    return draw(_SCALARS)  # anything-but
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _event_for(pattern: dict[str, Any], draw: Any) -> dict[str, Any]:
+    """An event built to match the pattern, perturbed now and then (arrays, drops, noise)."""
+    event: dict[str, Any] = {}
+    for key, value in pattern.items():
+        if key == "$or":
+            _merge(event, _event_for(draw(st.sampled_from(value)), draw))
+            continue
+        if isinstance(value, dict):
+            built: Any = _event_for(value, draw)
+            if draw(st.integers(0, 7)) == 0:
+                built = [draw(_EV0), built]
+        else:
+            built = _value_for(draw(st.sampled_from(value)), draw)
+            if built is None and not any(i is None for i in value):
+                continue
+            if draw(st.integers(0, 7)) == 0:
+                built = [draw(_SCALARS), built]
+        if draw(st.integers(0, 14)) == 0:
+            continue  # drop the field
+        event[key] = draw(_SCALARS) if draw(st.integers(0, 14)) == 0 else built
+    return event
+
+
+@settings(max_examples=150, deadline=None)
+@given(pattern=_PATTERN, data=st.data())
+def test_required_terms_are_sound(pattern: dict[str, Any], data: st.DataObject) -> None:
     try:
         compiled = compile_pattern(pattern)
     except PatternError:
         return  # e.g. a generated mix the validator rejects
+    events = [_event_for(pattern, data.draw) for _ in range(3)]
     for event in events:
         matched = compiled.matches(event)
         assert (compiled.explain(event) is None) is matched
