@@ -3,13 +3,15 @@
 Each rule gets a ``RulePlan``: the field tests it cannot match without.
 
 * JMESPath conditions: the top-level ``&&`` terms of the forms ``field == literal`` (either
-  side), ``contains(<literal list>, field)`` and ``starts_with(field, 'literal')``.
+  side) and ``contains(<literal list>, field)`` form one compound key (``"detail-type"`` and
+  ``queueId`` both hit, not either); without them, an ``||`` of index terms,
+  ``starts_with(field, 'literal')`` or ``field > `number``` (<, <=, >=) is used. A rule made
+  only of key terms is ``complete``: a key hit is a match and the condition is not evaluated.
 * EventBridge patterns: the terms ``EventPattern.required_terms()`` reports.
 
-All of a rule's exact terms together form one compound key (``"detail-type"`` and ``queueId``
-both hit, not either), so per event the index builds one key per distinct set of paths and
-does one dict lookup each. A rule with only prefix terms is indexed by a prefix table. Rules
-with neither are evaluated for every event.
+Per event the index builds one key per distinct set of key paths (one dict lookup each), one
+bisect per range path and a few slices per prefix path; the lookups of a rule set run as one
+generated straight-line function. Rules with nothing indexable are evaluated for every event.
 
 The index changes cost, never results. Three things make that hold:
 
@@ -30,10 +32,10 @@ import math
 import operator
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, product
-from operator import itemgetter
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 Mode = Literal["jmespath", "pattern"]
@@ -538,15 +540,89 @@ def _renumber(trie: _Trie, slots: list[int]) -> _Trie:
     )
 
 
-def _walk_strict(obj: Any, trie: _Trie, values: list[Any]) -> None:
-    """JMESPath field access: a field of anything but an object (a list too) is null."""
-    get = obj.get
-    for name, slot, sub in trie:
-        v = get(name)
-        if slot >= 0:
-            values[slot] = v
-        if sub and (v.__class__ is dict or isinstance(v, Mapping)):
-            _walk_strict(v, sub, values)
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _generate(
+    trie: _Trie,
+    signatures: list[tuple[tuple[int, ...], dict[Hashable, int]]],
+    prefixes: list[tuple[int, dict[str, int], tuple[int, ...]]],
+    ranges: list[tuple[int, bool, list[float], list[int]]],
+    guards: list[tuple[int, int, int, int]],
+    always: int,
+) -> Callable[[Mapping[str, Any]], int]:
+    """The JMESPath-mode lookups of one index as one straight-line Python function.
+
+    Per event the index does a few dozen dict lookups; as generated code they cost a fraction
+    of the same work driven by loops over tables. The source holds only ``repr()``s of field
+    names and references to this index's own tables: no rule text is executed.
+    """
+    env: dict[str, Any] = {
+        "_jk": json_key,
+        "_Mapping": Mapping,
+        "_EMPTY": _EMPTY,
+        "_bl": bisect_left,
+        "_br": bisect_right,
+        "ALWAYS": always,
+    }
+    lines = ["def candidates(n0):", "    mask = ALWAYS"]
+    nodes = [0]
+
+    def walk(node: str, sub: _Trie) -> None:
+        for name, slot, children in sub:
+            expr = f"{node}.get({name!r})"
+            if slot >= 0:
+                lines.append(f"    v{slot} = {expr}")
+                expr = f"v{slot}"
+            if children:
+                nodes[0] += 1
+                child = f"n{nodes[0]}"
+                lines.append(f"    {child} = {expr}")
+                # JMESPath: a field of anything but an object (a list too) is null.
+                lines.append(
+                    f"    if {child}.__class__ is not dict and not isinstance({child}, _Mapping):"
+                )
+                lines.append(f"        {child} = _EMPTY")
+                walk(child, children)
+
+    walk("n0", trie)
+    keyed = sorted({slot for slots, _ in signatures for slot in slots})
+    for slot in keyed:
+        lines.append(f"    k{slot} = v{slot} if v{slot}.__class__ is str else _jk(v{slot})")
+    for i, (slots, table) in enumerate(signatures):
+        env[f"T{i}"] = table
+        key = f"k{slots[0]}" if len(slots) == 1 else "(" + ", ".join(f"k{s}" for s in slots) + ")"
+        lines.append(f"    mask |= T{i}.get({key}, 0)")
+    for i, (slot, by_prefix, lengths) in enumerate(prefixes):
+        env[f"P{i}"] = by_prefix
+        # v[:n] of a shorter string is the string itself: a hit is still a true prefix.
+        hits = " | ".join(f"P{i}.get(v{slot}[:{n}], 0)" for n in lengths)
+        lines.append(f"    if isinstance(v{slot}, str):")
+        lines.append(f"        mask |= {hits}")
+    number = "v{0}.__class__ is int or v{0}.__class__ is float or " + (
+        "(isinstance(v{0}, (int, float)) and not isinstance(v{0}, bool))"
+    )
+    for i, (slot, upper, bounds, cum) in enumerate(ranges):
+        env[f"B{i}"], env[f"C{i}"] = bounds, cum
+        # Bounds equal to the value count as candidates (> vs >= is the rule's job).
+        lines.append(f"    if {number.format(slot)}:")
+        lines.append(f"        mask |= C{i}[{'_bl' if upper else '_br'}(B{i}, v{slot})]")
+    for i, (slot, not_string, string, num) in enumerate(guards):
+        env[f"GN{i}"], env[f"GS{i}"], env[f"GD{i}"] = not_string, string, num
+        if string:
+            lines.append(f"    if isinstance(v{slot}, str):")
+            lines.append(f"        mask |= GS{i}")
+        if not_string:
+            lines.append(f"    if not isinstance(v{slot}, str):")
+            lines.append(f"        mask |= GN{i}")
+        if num:
+            lines.append(f"    if {number.format(slot)}:")
+            lines.append(f"        mask |= GD{i}")
+    lines.append("    return mask")
+    code = compile("\n".join(lines) + "\n", "<fanout.ruleindex>", "exec")
+    exec(code, env)  # noqa: S102 - generated from field-name reprs and our own tables only
+    fn: Callable[[Mapping[str, Any]], int] = env["candidates"]
+    return fn
 
 
 def _flatten_into(value: Any, out: list[Any]) -> None:
@@ -588,7 +664,6 @@ class RuleIndex:
         *,
         pattern_key: Callable[[Any], Hashable] | None = None,
     ) -> None:
-        self.size = len(plans)
         self._pattern_key = pattern_key
         self._slots: dict[Mode, dict[Path, int]] = {"jmespath": {}, "pattern": {}}
         self._sigs: dict[Mode, dict[tuple[int, ...], _Signature]] = {"jmespath": {}, "pattern": {}}
@@ -624,7 +699,7 @@ class RuleIndex:
                             table[p] = table.get(p, 0) | bit
         # Per slot: bounds ascending with the OR of the masks below (gt/gte: value > bound)
         # or from there up (lt/lte: value < bound); one bisect per event finds them all.
-        self._ranges: list[tuple[int, bool, list[float], list[int]]] = []
+        ranges_list: list[tuple[int, bool, list[float], list[int]]] = []
         for (slot, upper), entries in ranges.items():
             entries.sort(key=lambda e: e[0])
             bounds = [b for b, _ in entries]
@@ -633,16 +708,13 @@ class RuleIndex:
                 cum = [*reversed(list(accumulate(reversed(masks), operator.or_))), 0]
             else:
                 cum = [0, *accumulate(masks, operator.or_)]
-            self._ranges.append((slot, upper, bounds, cum))
+            ranges_list.append((slot, upper, bounds, cum))
         jm_paths = list(self._slots["jmespath"])
         pt_paths = list(self._slots["pattern"])
-        self._jm_trie = _build_trie(jm_paths)
         self._pt_trie = _build_trie(pt_paths)
-        self._jm_count = len(jm_paths)
         self._pt_count = len(pt_paths)
-        self._jm = [(itemgetter(*sig.slots), sig.table) for sig in self._sigs["jmespath"].values()]
         self._pt = list(self._sigs["pattern"].values())
-        self._jm_prefix = [
+        jm_prefix = [
             (slot, table, tuple(sorted({len(p) for p in table})))
             for (mode, slot), table in self._prefixes.items()
             if mode == "jmespath"
@@ -652,7 +724,16 @@ class RuleIndex:
             for (mode, slot), table in self._prefixes.items()
             if mode == "pattern"
         ]
-        self._guard_list = [(slot, *masks) for slot, masks in self._guards.items()]
+        self._pt_candidates = self._generate_pattern() if self._pt_count else _no_candidates
+        guard_list = [(slot, m[0], m[1], m[2]) for slot, m in self._guards.items()]
+        self._jm_candidates = _generate(
+            _build_trie(jm_paths),
+            [(sig.slots, sig.table) for sig in self._sigs["jmespath"].values()],
+            jm_prefix,
+            ranges_list,
+            guard_list,
+            self.always,
+        )
 
     def _slot(self, mode: Mode, path: Path) -> int:
         slots = self._slots[mode]
@@ -669,56 +750,80 @@ class RuleIndex:
             key = combo[0] if len(combo) == 1 else combo
             sig.table[key] = sig.table.get(key, 0) | bit
 
-    @property
-    def lookups_per_event(self) -> int:
-        """Dict lookups per event besides the path walk (a size measure for reports)."""
-        return (
-            len(self._jm)
-            + len(self._pt)
-            + len(self._prefixes)
-            + len(self._guards)
-            + len(self._ranges)
-        )
-
     def candidates(self, data: Mapping[str, Any]) -> int:
         """Mask of the rules that may match ``data`` (a superset of the ones that do)."""
-        mask = self.always
-        if self._jm_count:
-            values: list[Any] = [None] * self._jm_count
-            _walk_strict(data, self._jm_trie, values)
-            keys = [v if v.__class__ is str else json_key(v) for v in values]
-            for getter, table in self._jm:
-                mask |= table.get(getter(keys), 0)
-            for slot, by_prefix, lengths in self._jm_prefix:
-                text = values[slot]
-                if text.__class__ is str or isinstance(text, str):
-                    for n in lengths:
-                        if n > len(text):
-                            break
-                        mask |= by_prefix.get(text[:n], 0)
-            for slot, upper, bounds, cum in self._ranges:
-                v = values[slot]
-                if (v.__class__ is int or v.__class__ is float) or (
-                    isinstance(v, (int, float)) and not isinstance(v, bool)
-                ):
-                    # Bounds equal to the value count as candidates (> vs >= is the rule's job).
-                    if upper:
-                        mask |= cum[bisect_left(bounds, v)]
-                    else:
-                        mask |= cum[bisect_right(bounds, v)]
-            for slot, not_string, string, number in self._guard_list:
-                v = values[slot]
-                if isinstance(v, str):
-                    mask |= string
-                else:
-                    mask |= not_string
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        mask |= number
+        mask = self._jm_candidates(data)
         if self._pt_count:
-            mask |= self._pattern_candidates(data)
+            mask |= self._pt_candidates(data)
         return mask
 
+    def _generate_pattern(self) -> Callable[[Mapping[str, Any]], int]:
+        """Pattern-mode lookups as straight-line code for events with no array on an indexed
+        path's way (the usual case); anything else takes the general walk."""
+        key = self._pattern_key
+        assert key is not None
+        env: dict[str, Any] = {
+            "_vk": key,
+            "_MISS": _MISSING,
+            "_EMPTY": _EMPTY,
+            "_SLOW": self._pattern_candidates,
+            "_LK": lambda v: _list_keys(key, v),
+            "_PROD": _product_lookup,
+            "_PFX": _prefix_lookup,
+            "_SCALARS": (str, int, float, bool, type(None)),
+        }
+        lines = [
+            "def candidates(n0):",
+            "    if n0.__class__ is not dict:",
+            "        return _SLOW(n0)",
+        ]
+        lines.append("    mask = 0")
+        nodes = [0]
+
+        def walk(node: str, sub: _Trie) -> None:
+            for name, slot, children in sub:
+                if slot >= 0:
+                    lines.append(f"    v{slot} = {node}.get({name!r}, _MISS)")
+                if children:
+                    nodes[0] += 1
+                    child = f"n{nodes[0]}"
+                    lines.append(f"    {child} = {node}.get({name!r})")
+                    lines.append(f"    if {child}.__class__ is not dict:")
+                    lines.append(f"        if {child}.__class__ not in _SCALARS:")
+                    lines.append("            return _SLOW(n0)")
+                    lines.append(f"        {child} = _EMPTY")
+                    walk(child, children)
+
+        walk("n0", self._pt_trie)
+        for slot in range(self._pt_count):
+            lines.append(
+                f"    k{slot} = () if v{slot} is _MISS else "
+                f"(_LK(v{slot}) if v{slot}.__class__ is list else (_vk(v{slot}),))"
+            )
+        for i, sig in enumerate(self._pt):
+            env[f"S{i}"], env[f"T{i}"] = sig, sig.table
+            ks = [f"k{slot}" for slot in sig.slots]
+            single = " and ".join(f"len({k}) == 1" for k in ks)
+            first = ks[0] + "[0]" if len(ks) == 1 else "(" + ", ".join(k + "[0]" for k in ks) + ")"
+            lines.append(f"    if {single}:")
+            lines.append(f"        mask |= T{i}.get({first}, 0)")
+            lines.append(f"    elif {' and '.join(ks)}:")
+            lines.append(f"        mask |= _PROD(S{i}, ({', '.join(ks)},))")
+        for i, (slot, by_prefix, lengths) in enumerate(self._pt_prefix):
+            env[f"P{i}"], env[f"L{i}"] = by_prefix, lengths
+            hits = " | ".join(f"P{i}.get(v{slot}[:{n}], 0)" for n in lengths)
+            lines.append(f"    if v{slot}.__class__ is str:")
+            lines.append(f"        mask |= {hits}")
+            lines.append(f"    elif v{slot}.__class__ is list:")
+            lines.append(f"        mask |= _PFX(P{i}, L{i}, v{slot})")
+        lines.append("    return mask")
+        code = compile("\n".join(lines) + "\n", "<fanout.ruleindex patterns>", "exec")
+        exec(code, env)  # noqa: S102 - generated from field-name reprs and our own tables only
+        fn: Callable[[Mapping[str, Any]], int] = env["candidates"]
+        return fn
+
     def _pattern_candidates(self, data: Mapping[str, Any]) -> int:
+        """The general pattern-mode walk: arrays anywhere on the way stand for their elements."""
         mask = 0
         found: list[list[Any]] = [[] for _ in range(self._pt_count)]
         _walk_arrays([data], self._pt_trie, found)
@@ -726,28 +831,44 @@ class RuleIndex:
         assert pattern_key is not None
         keys = [tuple(pattern_key(v) for v in vs) for vs in found]
         for sig in self._pt:
-            parts = [keys[s] for s in sig.slots]
-            count = math.prod(len(p) for p in parts)
-            if count == 0:
-                continue
-            if count > MAX_KEYS_PER_RULE:
-                mask |= sig.everything  # a huge array: test every rule of this signature
-                continue
-            for combo in product(*parts):
-                mask |= sig.table.get(combo[0] if len(combo) == 1 else combo, 0)
+            mask |= _product_lookup(sig, tuple(keys[s] for s in sig.slots))
         for slot, by_prefix, lengths in self._pt_prefix:
-            for text in found[slot]:
-                if isinstance(text, str):
-                    for n in lengths:
-                        if n > len(text):
-                            break
-                        mask |= by_prefix.get(text[:n], 0)
+            mask |= _prefix_lookup(by_prefix, lengths, found[slot])
         return mask
 
 
-def bits(mask: int) -> Iterator[int]:
-    """Positions of the set bits, lowest first (rule order)."""
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
+_MISSING: Hashable = _NoKey()
+
+
+def _list_keys(key: Callable[[Any], Hashable], values: list[Any]) -> tuple[Hashable, ...]:
+    flat: list[Any] = []
+    _flatten_into(values, flat)
+    return tuple(key(v) for v in flat)
+
+
+def _no_candidates(data: Any) -> int:
+    return 0
+
+
+def _product_lookup(sig: _Signature, parts: tuple[tuple[Hashable, ...], ...]) -> int:
+    """Rules of ``sig`` whose compound key is one of the combinations of the slots' keys."""
+    count = math.prod(len(p) for p in parts)
+    if count == 0:
+        return 0
+    if count > MAX_KEYS_PER_RULE:
+        return sig.everything  # a huge array: test every rule of this signature
+    mask = 0
+    for combo in product(*parts):
+        mask |= sig.table.get(combo[0] if len(combo) == 1 else combo, 0)
+    return mask
+
+
+def _prefix_lookup(by_prefix: dict[str, int], lengths: tuple[int, ...], values: Any) -> int:
+    mask = 0
+    flat: list[Any] = []
+    _flatten_into(values, flat)
+    for text in flat:
+        if isinstance(text, str):
+            for n in lengths:
+                mask |= by_prefix.get(text[:n], 0)
+    return mask

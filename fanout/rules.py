@@ -207,7 +207,7 @@ class RuleSet:
                 try:
                     hit = test(data)
                 except Exception as exc:  # any failure is this event's, not the service's
-                    raise RuleError(rules[i].id, _evaluation_error(exc)) from None
+                    raise RuleError(rules[i].id, evaluation_error(exc)) from None
                 if not hit:
                     continue
             rule = rules[i]
@@ -237,7 +237,7 @@ class RuleSet:
         return RuleSet(self.path, self.mode, rules, targets, rebind(self.default_targets))
 
 
-def _evaluation_error(exc: Exception) -> str:
+def evaluation_error(exc: Exception) -> str:
     """Why a condition failed, without the event's values: they may be phone numbers."""
     if isinstance(exc, jmespath_errors.JMESPathTypeError):
         # Its str() quotes the offending value; keep only the types.

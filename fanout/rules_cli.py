@@ -18,13 +18,20 @@ from typing import Any, TextIO, cast
 
 import jmespath
 import orjson
-from jmespath import exceptions as jmespath_errors
 from jmespath.parser import ParsedResult
 
 from fanout.errors import ConfigError
 from fanout.events import InvalidEvent, parse_event
 from fanout.ruleindex import conjunction_terms, render
-from fanout.rules import Rule, RuleError, RuleSet, is_truthy, load_rules, load_rules_unresolved
+from fanout.rules import (
+    Rule,
+    RuleError,
+    RuleSet,
+    evaluation_error,
+    is_truthy,
+    load_rules,
+    load_rules_unresolved,
+)
 
 _RULE_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -252,8 +259,8 @@ def _first_failure(rule: Rule, data: Any) -> str:
         try:
             # The library's own interpreter on the sub-tree (its stubs want a TypedDict).
             value = ParsedResult(text, cast(Any, term)).search(data)
-        except (jmespath_errors.JMESPathError, TypeError, ValueError) as exc:
-            return f"{text} -> raised {_safe_error(exc)}"
+        except Exception as exc:  # as RuleSet.match: any failure is the event's
+            return f"{text} -> raised: {evaluation_error(exc)}"
         if not is_truthy(value):
             return f"{text} -> {_falsy_name(value)}"
     return "the condition is false"
@@ -283,18 +290,6 @@ def _falsy_name(value: Any) -> str:
     if isinstance(value, dict):
         return "an empty object"
     return "false"
-
-
-def _safe_error(exc: Exception) -> str:
-    """The error without the offending value (it is event data)."""
-    if isinstance(exc, jmespath_errors.JMESPathTypeError):
-        return (
-            f"a type error: {exc.function_name}() got {exc.actual_type}, "
-            f"expected {' or '.join(exc.expected_types)}"
-        )
-    if isinstance(exc, TypeError):
-        return f"a type error: {exc}"  # Python's text names types, not values
-    return f"an error ({type(exc).__name__})"
 
 
 def _print_result(result: Mapping[str, Any]) -> None:

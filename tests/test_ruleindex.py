@@ -16,12 +16,13 @@ from typing import Any
 
 import jmespath
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from jmespath import exceptions as jmespath_errors
 from jmespath.parser import ParsedResult, Parser
 
 from bench.rulesets import ruleset_yaml
+from fanout.errors import RulesError
 from fanout.ruleindex import NO_KEY, RuleIndex, RulePlan, json_key, plan_jmespath
 from fanout.rules import RuleError, RuleSet, is_truthy, load_rules
 from fanout.synthetic import GenesysEventGenerator
@@ -408,3 +409,102 @@ def test_generated_rule_sets_match_like_naive(
     rules = load_rules(scratch, env={})
     for doc in docs:
         assert outcome(rules, doc) == naive(rules, doc), text
+
+
+# --- differential: EventBridge-pattern rule sets ------------------------------------------
+
+
+def pattern_test(rule: Any, data: Any) -> bool:
+    matched: bool = rule.compiled.matches(data)
+    return matched
+
+
+@pytest.fixture(scope="module")
+def pattern_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[int, RuleSet]:
+    folder = tmp_path_factory.mktemp("pattern-sets")
+    out = {}
+    for n, seed in ((10, 4), (100, 5), (1000, 6)):
+        path = folder / f"rules-{n}.yaml"
+        path.write_text(ruleset_yaml(n, flavour="pattern", seed=seed), encoding="utf-8")
+        out[n] = load_rules(path, env=BENCH_ENV)
+    return out
+
+
+@pytest.mark.parametrize("n", [10, 100, 1000])
+def test_bench_pattern_sets_match_like_naive(pattern_sets: dict[int, RuleSet], n: int) -> None:
+    rules = pattern_sets[n]
+    assert all(r.kind == "pattern" for r in rules.rules)
+    matched = 0
+    for event in _events(100 + n, 300 if n == 1000 else 1000):
+        got = outcome(rules, event)
+        assert got == naive(rules, event, pattern_test)
+        matched += got[0] == "ok" and bool(got[1])
+    assert matched > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 10**6),
+    st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(WEIRD)), min_size=1, max_size=3),
+)
+def test_bench_pattern_set_on_mutated_events(
+    pattern_sets: dict[int, RuleSet], seed: int, mutations: list[tuple[tuple[str, ...], Any]]
+) -> None:
+    (event,) = _events(seed, 1)
+    for path, value in mutations:
+        event = mutate(event, path, value)
+    rules = pattern_sets[1000]
+    assert outcome(rules, event) == naive(rules, event, pattern_test)
+
+
+PATTERN_SCALARS: list[Any] = ["1", 1, 1.0, 2, True, False, None, "a", "ab", ""]
+leaf_matchers = st.one_of(
+    st.sampled_from(PATTERN_SCALARS),
+    st.builds(lambda p: {"prefix": p}, st.sampled_from(["a", "ab", ""])),
+    st.builds(lambda n: {"numeric": [">", n]}, st.sampled_from([0, 1, 1.5])),
+    st.builds(lambda b: {"exists": b}, st.booleans()),
+    st.builds(lambda v: {"anything-but": v}, st.sampled_from(["a", 1])),
+)
+leaf_lists = st.lists(leaf_matchers, min_size=1, max_size=3)
+
+
+@st.composite
+def patterns(draw: st.DrawFn) -> dict[str, Any]:
+    def level(depth: int) -> dict[str, Any]:
+        keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=2, unique=True))
+        out: dict[str, Any] = {}
+        for key in keys:
+            nested = depth < 2 and draw(st.integers(0, 3)) == 0
+            out[key] = level(depth + 1) if nested else draw(leaf_lists)
+        return out
+
+    pattern = level(0)
+    if draw(st.integers(0, 4)) == 0:
+        pattern["$or"] = [level(1), level(1)]
+    return pattern
+
+
+@st.composite
+def pattern_files(draw: st.DrawFn) -> str:
+    lines = [ABC, f"match: {draw(st.sampled_from(['all', 'first']))}", "rules:"]
+    for i, pattern in enumerate(draw(st.lists(patterns(), min_size=1, max_size=6))):
+        stop = draw(st.booleans()) and draw(st.booleans())
+        lines.append(
+            f"  - {{id: p{i}, pattern: {json.dumps(json.dumps(pattern))}, targets: [a], "
+            f"stop: {str(stop).lower()}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pattern_files(), st.lists(documents, min_size=1, max_size=6))
+def test_generated_pattern_sets_match_like_naive(
+    scratch: Path, text: str, docs: list[dict[str, Any]]
+) -> None:
+    scratch.write_text(text, encoding="utf-8")
+    try:
+        rules = load_rules(scratch, env={})
+    except RulesError:
+        reject()  # a combination EventBridge rejects too (e.g. an empty $or branch)
+    for doc in docs:
+        assert outcome(rules, doc) == naive(rules, doc, pattern_test), text

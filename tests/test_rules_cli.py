@@ -183,7 +183,7 @@ def test_events_invalid_and_raising_exit_1_without_values(
     code, out, _ = run(["rules", "test", str(rules), str(events), "--no-validate"], capsys)
     assert code == 1
     assert "event e-4 from" in out and "rule 'anything' raised, would go to the DLQ" in out
-    assert "length() got number, expected string or array or object" in out
+    assert "length() expects string or array or object, got number" in out
     # e-5 without validation: the string duration makes `>` raise a TypeError.
     assert "event e-5 from" in out and "rule 'voice-long' raised" in out
     assert secret not in out and "12345" not in out
@@ -249,3 +249,20 @@ def test_every_rules_flag_is_in_the_readme() -> None:
     assert len(flags) >= 4
     assert [flag for flag in flags if f"`{flag}" not in README] == []
     assert "fanout rules check" in README and "fanout rules test" in README
+
+
+def test_events_pattern_rules_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = write(
+        tmp_path,
+        RULES.split("rules:")[0]
+        + "rules:\n  - id: pat\n    pattern: {detail: {tags: {priority: [critical]}}}\n"
+        "    targets: [a]\n",
+        "rules.yaml",
+    )
+    code, out, _ = run(["rules", "check", str(rules)], capsys)
+    assert code == 0 and "rule 'pat' (pattern)" in out and "priority in ['critical']" in out
+    event = write(tmp_path, dumps(simplified("normal", event_id="e-8")), "e.json")
+    code, out, _ = run(["rules", "test", str(rules), str(event)], capsys)
+    assert code == 0
+    line = next(x for x in out.splitlines() if "not matched: pat:" in x)
+    assert "detail.tags.priority" in line and "normal" not in line  # no event values
