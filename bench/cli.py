@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sync-events", type=int, default=2_000, help="bound for the sync baseline")
     s.add_argument("--profile-events", type=int, default=5_000)
     s.add_argument("--seed", type=int, default=0, help="workload seed")
+    s.add_argument(
+        "--repeat", type=int, default=1, help="runs of each system per backend (median used)"
+    )
     s.add_argument("--rules", default="shipped", help="'shipped' (rules.yaml) or a rule count")
     s.add_argument("--pollers", type=int, default=4, help="FANOUT_POLLERS (and naive pollers)")
     s.add_argument("--workers", type=int, default=4, help="FANOUT_WORKERS")
@@ -183,16 +186,11 @@ class Suite:
         main = self.prep(Workload(a.events, a.seed, None, a.rules))
         sync_note = f"first {min(a.sync_events, a.events)}"
         by: dict[tuple[str, str], ClosedResult] = {}
-        closed = self.results["closed"]
         localstack_up = self._localstack_up() if {"localstack", "open"} & set(a.parts) else False
 
         if "stub" in a.parts:
             self.console.rule("closed loop on the stub (fanout's own CPU)")
-            for system in ("fanout", "naive", "sync"):
-                prep = main.first(a.sync_events) if system == "sync" else main
-                by[(system, "stub")] = await self.closed(
-                    system, "stub", prep, self.knobs, closed, sync_note if system == "sync" else ""
-                )
+            await self.compare("stub", main, sync_note, by)
         if "profile" in a.parts:
             self.console.rule("profile (cProfile) on the stub")
             self.step("fanout under cProfile")
@@ -205,16 +203,7 @@ class Suite:
                 await c.delete_queue(QueueUrl=url)
             self.results["sqs_round_trip_ms"] = round(rtt * 1000, 2)
             self.console.print(f"  SQS round trip (SendMessage, median): {rtt * 1000:.1f} ms")
-            for system in ("fanout", "naive", "sync"):
-                prep = main.first(a.sync_events) if system == "sync" else main
-                by[(system, "localstack")] = await self.closed(
-                    system,
-                    "localstack",
-                    prep,
-                    self.knobs,
-                    closed,
-                    sync_note if system == "sync" else "",
-                )
+            await self.compare("localstack", main, sync_note, by)
         max_rate = a.max_rate or (
             by[("fanout", "localstack")].events_per_s if ("fanout", "localstack") in by else None
         )
@@ -229,6 +218,24 @@ class Suite:
         self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         self.results["headline"] = self.headline(by)
         return self.results
+
+    async def compare(
+        self, backend: str, main: Prepared, sync_note: str, by: dict[tuple[str, str], ClosedResult]
+    ) -> None:
+        """The three systems, interleaved, ``--repeat`` times; ``by`` gets each one's median
+        run by events/s (the machine is noisy: repeats show how much)."""
+        runs: dict[str, list[ClosedResult]] = {}
+        for _ in range(self.args.repeat):
+            for system in ("fanout", "naive", "sync"):
+                prep = main.first(self.args.sync_events) if system == "sync" else main
+                note = sync_note if system == "sync" else ""
+                result = await self.closed(
+                    system, backend, prep, self.knobs, self.results["closed"], note
+                )
+                runs.setdefault(system, []).append(result)
+        for system, results in runs.items():
+            ranked = sorted(results, key=lambda r: r.events_per_s)
+            by[(system, backend)] = ranked[len(ranked) // 2]
 
     def _localstack_up(self) -> bool:
         url = f"{self.args.endpoint_url}/_localstack/health"
