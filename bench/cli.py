@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pollers", type=int, default=4, help="FANOUT_POLLERS (and naive pollers)")
     s.add_argument("--workers", type=int, default=4, help="FANOUT_WORKERS")
     s.add_argument("--linger-ms", type=float, default=20.0, help="FANOUT_LINGER_MS")
+    s.add_argument("--max-in-flight", type=int, default=1000, help="FANOUT_MAX_IN_FLIGHT")
     s.add_argument("--wait-time-seconds", type=int, default=2, help="FANOUT_WAIT_TIME_SECONDS")
     s.add_argument("--exit-when-idle", type=float, default=1.0, help="fanout's drain-mode idle")
     s.add_argument("--endpoint-url", default="http://127.0.0.1:4566", help="LocalStack")
@@ -117,6 +118,7 @@ class Suite:
             linger_ms=args.linger_ms,
             wait_time_seconds=args.wait_time_seconds,
             exit_when_idle=args.exit_when_idle,
+            max_in_flight=args.max_in_flight,
         )
         self.results: dict[str, Any] = {"closed": [], "open": [], "sweeps": {}, "headline": []}
         self.failures: list[str] = []
