@@ -10,7 +10,7 @@ LOCALSTACK_PORT ?= 4566
 LOCALSTACK_ENDPOINT ?= http://127.0.0.1:$(LOCALSTACK_PORT)
 export LOCALSTACK_PORT LOCALSTACK_ENDPOINT
 
-.PHONY: install run test test-e2e lint format clean localstack localstack-stop bench
+.PHONY: install run test test-e2e test-reliability soak lint format clean localstack localstack-stop bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanout needs Python >= 3.11 (set PYTHON=...)")'
@@ -42,6 +42,12 @@ localstack-stop:  ## stop the LocalStack that `make localstack` started on that 
 
 bench: $(VENV)/.installed-bench  ## bench suite: stub + LocalStack (make localstack first), ARGS="--events 2000"
 	$(PY) -m bench --endpoint-url $(LOCALSTACK_ENDPOINT) $(ARGS)
+
+test-reliability: $(STAMP) localstack  ## long fault, crash and SIGTERM scenarios on LocalStack
+	$(PY) -m pytest -q -s -m reliability $(ARGS)
+
+soak: $(STAMP) localstack  ## soak on LocalStack: RSS and task count over time (MINUTES=10)
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),10) $(ARGS)
 
 lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) on fanout/ tests/ bench/ + mypy --strict on fanout/
 	$(VENV)/bin/ruff check fanout tests bench

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from fanout import __version__
+from fanout import __version__, rules_cli
 from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.rules import load_rules
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--malformed", type=float, default=0.02, help="share of bad bodies")
     local.add_argument("--seed", type=int, default=7, help="synthetic traffic seed")
     local.add_argument("--no-progress", action="store_true", help="no live progress line")
+    rules_cli.add_parser(sub)
     return parser
 
 
@@ -93,7 +94,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler])
     # botocore/aiobotocore/moto chatter is not what an operator needs at INFO.
     for noisy in ("botocore", "aiobotocore", "aioboto3", "werkzeug", "moto", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
@@ -172,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_command(args)
+    if args.command == "rules":
+        return rules_cli.main(args)
     return 2  # pragma: no cover - argparse enforces the subcommand
 
 

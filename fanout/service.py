@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from opentelemetry.metrics import CallbackOptions, Observation
 
 from fanout.acker import Acker
 from fanout.batching import SQS_MAX_BYTES
@@ -32,22 +32,21 @@ from fanout.errors import StartupError
 from fanout.health import HealthServer
 from fanout.inflight import InFlight, Received
 from fanout.poller import Poller
-from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure
+from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
 from fanout.rules import RuleSet, Target, queue_name
 from fanout.sender import Copy, QueueSender
 from fanout.settle import Settler
 from fanout.stats import Stats
-from fanout.telemetry import Telemetry
+from fanout.telemetry import Telemetry, observe_stats
 from fanout.worker import Worker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Mapping
 
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
-RECEIVE_GRACE = 2.0
 ABORT_RESERVE = 3.0
 
 
@@ -77,10 +76,24 @@ async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) ->
     without a doomed send (older queues still have the former 256 KiB default)."""
     source_has_redrive = False
     limits: dict[str, int] = {}
+    # Transient errors (throttling, 5xx, a dropped connection) are retried like any call: they
+    # say nothing about the configuration, so they must not end the start with exit 2.
+    backoff = Backoff(
+        max_attempts=settings.retry_max_attempts,
+        base=settings.retry_base_delay_ms / 1000,
+        cap=settings.retry_max_delay_ms / 1000,
+    )
+    rng = random.Random()  # noqa: S311 - jitter, not cryptography
     for ref in queues_to_check(settings, rules):
         try:
-            response = await client.get_queue_attributes(
-                QueueUrl=ref.url, AttributeNames=["RedrivePolicy", "MaximumMessageSize"]
+            response = await call_with_retry(
+                functools.partial(
+                    client.get_queue_attributes,
+                    QueueUrl=ref.url,
+                    AttributeNames=["RedrivePolicy", "MaximumMessageSize"],
+                ),
+                backoff,
+                rng,
             )
         except NoCredentialsError:
             raise StartupError(
@@ -177,7 +190,6 @@ class Service:
             stats=self.stats,
             on_written=self.settler.ack,
             on_failed=self.settler.abandon,
-            telemetry=telemetry,
         )
         self.settler.dead_letters = self.dead_letters
         self.senders = {
@@ -204,16 +216,13 @@ class Service:
             Worker(rules, self.senders, self.settler, self.stats, telemetry, source_name)
             for _ in range(settings.workers)
         ]
-        in_flight_attributes = {"messaging.destination.name": source_name}
-
-        def observe_in_flight(options: CallbackOptions) -> Iterable[Observation]:
-            yield Observation(len(self.inflight), in_flight_attributes)
-
-        telemetry.meter.create_observable_gauge(
-            "fanout.inflight.messages",
-            callbacks=[observe_in_flight],
-            unit="{message}",
-            description="Received but not yet deleted, released or abandoned",
+        observe_stats(
+            telemetry.meter,
+            self.stats,
+            lambda: len(self.inflight),
+            source=source_name,
+            target_queues={n: queue_name(t.queue_url) for n, t in rules.targets.items()},
+            dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
         )
         self.health = (
             HealthServer(
@@ -279,21 +288,22 @@ class Service:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_seconds
         log.info("shutting down: %d messages in flight", len(self.inflight))
-        # Idle pollers stop now; a receive in progress may finish (its messages are released
-        # below) for up to RECEIVE_GRACE, then is cancelled: an empty long poll returns nothing.
+        # Keep a slice of the budget to release what the drain could not settle.
+        reserve = min(ABORT_RESERVE, self.settings.shutdown_timeout_seconds / 4)
+        # Idle pollers stop now. A receive in progress is let finish (a long poll ends within
+        # FANOUT_WAIT_TIME_SECONDS) and what it brings is released below: cancelling it could
+        # strand messages the server already made invisible, until their visibility timeout.
         for poller, task in zip(self.pollers, pollers, strict=True):
             poller.stopping = True
             if not poller.receiving:
                 task.cancel()
-        await asyncio.wait(pollers, timeout=min(RECEIVE_GRACE, self._left(deadline) / 4))
+        await asyncio.wait(pollers, timeout=max(0.0, self._left(deadline) - reserve))
         for task in [*pollers, *workers]:
             task.cancel()
         await asyncio.gather(*pollers, *workers, return_exceptions=True)
         # Received but never processed: visible again now, not after the visibility timeout.
         while not self.work.empty():
             self.acker.release(self.work.get_nowait())
-        # Keep a slice of the budget to release what the drain could not settle.
-        reserve = min(ABORT_RESERVE, self.settings.shutdown_timeout_seconds / 4)
         try:
             async with asyncio.timeout(max(0.0, self._left(deadline) - reserve)):
                 await self._drain()
