@@ -3,13 +3,12 @@
     python -m bench.tracing_overhead [--events 1500] [--repeats 3] [--endpoint URL]
 
 The parent process runs moto's SQS server (or uses ``--endpoint``, e.g. LocalStack on
-127.0.0.1:4566: faster, and its CPU is in another process too) and a stand-in OTLP/HTTP
-collector (accepts and drops exports) on 127.0.0.1; each measured run is a separate child
-process running the real Service over the repo's rules.yaml with synthetic Genesys traffic
-preloaded in the source queue. The child measures its own process CPU (all threads: the span processor's export thread included)
-at steady state: from the first 10% of events deleted until all are. Modes run interleaved,
-median of the repeats; moto's CPU is in the parent and not counted.
-"""
+127.0.0.1:4566: faster, and its CPU is in another process too) and a stand-in OTLP/HTTP collector
+(accepts and drops exports) on 127.0.0.1; each measured run is a separate child process running the
+real Service over the repo's rules.yaml with synthetic Genesys traffic preloaded in the source
+queue. The child measures its own process CPU (all threads: the span processor's export thread
+included) at steady state: from the first 10% of events deleted until all are. Modes run
+interleaved, median of the repeats; moto's CPU is in the parent and not counted."""
 
 from __future__ import annotations
 
