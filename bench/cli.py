@@ -424,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "plot":
         results = json.loads(args.results.read_text())
         report.render(results, console)
-        for png in report.plots(results, args.out or args.results.parent):
+        out = args.out or args.results.parent
+        out.mkdir(parents=True, exist_ok=True)
+        for png in report.plots(results, out):
             console.print(f"plot: {png}")
         return 0
     try:
