@@ -56,10 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sync-events", type=int, default=2_000, help="bound for the sync baseline")
     s.add_argument("--profile-events", type=int, default=5_000)
     s.add_argument("--seed", type=int, default=0, help="workload seed")
+    s.add_argument(
+        "--repeat", type=int, default=1, help="runs of each system per backend (median used)"
+    )
     s.add_argument("--rules", default="shipped", help="'shipped' (rules.yaml) or a rule count")
     s.add_argument("--pollers", type=int, default=4, help="FANOUT_POLLERS (and naive pollers)")
     s.add_argument("--workers", type=int, default=4, help="FANOUT_WORKERS")
     s.add_argument("--linger-ms", type=float, default=20.0, help="FANOUT_LINGER_MS")
+    s.add_argument("--max-in-flight", type=int, default=1000, help="FANOUT_MAX_IN_FLIGHT")
     s.add_argument("--wait-time-seconds", type=int, default=2, help="FANOUT_WAIT_TIME_SECONDS")
     s.add_argument("--exit-when-idle", type=float, default=1.0, help="fanout's drain-mode idle")
     s.add_argument("--endpoint-url", default="http://127.0.0.1:4566", help="LocalStack")
@@ -114,6 +118,7 @@ class Suite:
             linger_ms=args.linger_ms,
             wait_time_seconds=args.wait_time_seconds,
             exit_when_idle=args.exit_when_idle,
+            max_in_flight=args.max_in_flight,
         )
         self.results: dict[str, Any] = {"closed": [], "open": [], "sweeps": {}, "headline": []}
         self.failures: list[str] = []
@@ -183,16 +188,11 @@ class Suite:
         main = self.prep(Workload(a.events, a.seed, None, a.rules))
         sync_note = f"first {min(a.sync_events, a.events)}"
         by: dict[tuple[str, str], ClosedResult] = {}
-        closed = self.results["closed"]
         localstack_up = self._localstack_up() if {"localstack", "open"} & set(a.parts) else False
 
         if "stub" in a.parts:
             self.console.rule("closed loop on the stub (fanout's own CPU)")
-            for system in ("fanout", "naive", "sync"):
-                prep = main.first(a.sync_events) if system == "sync" else main
-                by[(system, "stub")] = await self.closed(
-                    system, "stub", prep, self.knobs, closed, sync_note if system == "sync" else ""
-                )
+            await self.compare("stub", main, sync_note, by)
         if "profile" in a.parts:
             self.console.rule("profile (cProfile) on the stub")
             self.step("fanout under cProfile")
@@ -205,16 +205,7 @@ class Suite:
                 await c.delete_queue(QueueUrl=url)
             self.results["sqs_round_trip_ms"] = round(rtt * 1000, 2)
             self.console.print(f"  SQS round trip (SendMessage, median): {rtt * 1000:.1f} ms")
-            for system in ("fanout", "naive", "sync"):
-                prep = main.first(a.sync_events) if system == "sync" else main
-                by[(system, "localstack")] = await self.closed(
-                    system,
-                    "localstack",
-                    prep,
-                    self.knobs,
-                    closed,
-                    sync_note if system == "sync" else "",
-                )
+            await self.compare("localstack", main, sync_note, by)
         max_rate = a.max_rate or (
             by[("fanout", "localstack")].events_per_s if ("fanout", "localstack") in by else None
         )
@@ -229,6 +220,24 @@ class Suite:
         self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         self.results["headline"] = self.headline(by)
         return self.results
+
+    async def compare(
+        self, backend: str, main: Prepared, sync_note: str, by: dict[tuple[str, str], ClosedResult]
+    ) -> None:
+        """The three systems, interleaved, ``--repeat`` times; ``by`` gets each one's median
+        run by events/s (the machine is noisy: repeats show how much)."""
+        runs: dict[str, list[ClosedResult]] = {}
+        for _ in range(self.args.repeat):
+            for system in ("fanout", "naive", "sync"):
+                prep = main.first(self.args.sync_events) if system == "sync" else main
+                note = sync_note if system == "sync" else ""
+                result = await self.closed(
+                    system, backend, prep, self.knobs, self.results["closed"], note
+                )
+                runs.setdefault(system, []).append(result)
+        for system, results in runs.items():
+            ranked = sorted(results, key=lambda r: r.events_per_s)
+            by[(system, backend)] = ranked[len(ranked) // 2]
 
     def _localstack_up(self) -> bool:
         url = f"{self.args.endpoint_url}/_localstack/health"
@@ -415,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "plot":
         results = json.loads(args.results.read_text())
         report.render(results, console)
-        for png in report.plots(results, args.out or args.results.parent):
+        out = args.out or args.results.parent
+        out.mkdir(parents=True, exist_ok=True)
+        for png in report.plots(results, out):
             console.print(f"plot: {png}")
         return 0
     try:

@@ -47,6 +47,7 @@ class Knobs:
     linger_ms: float = 20.0
     wait_time_seconds: int = 2
     exit_when_idle: float = 1.0
+    max_in_flight: int = 1000
     extra_env: tuple[tuple[str, str], ...] = ()
 
     def env(self) -> dict[str, str]:
@@ -55,6 +56,7 @@ class Knobs:
             "FANOUT_WORKERS": str(self.workers),
             "FANOUT_LINGER_MS": str(self.linger_ms),
             "FANOUT_WAIT_TIME_SECONDS": str(self.wait_time_seconds),
+            "FANOUT_MAX_IN_FLIGHT": str(self.max_in_flight),
             "FANOUT_LOG_LEVEL": "WARNING",
             **dict(self.extra_env),
         }
