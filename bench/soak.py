@@ -94,8 +94,14 @@ async def soak(args: argparse.Namespace) -> int:
             if args.out:
                 args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
             middle = len(series) // 2
-            for label, sample in (("start", series[0]), ("middle", series[middle]), ("end", series[-1])):
-                print(f"{label}: t={sample['t']}s rss={sample['rss_kib']} KiB tasks={sample['tasks']}")
+            for label, sample in (
+                ("start", series[0]),
+                ("middle", series[middle]),
+                ("end", series[-1]),
+            ):
+                print(
+                    f"{label}: t={sample['t']}s rss={sample['rss_kib']} KiB tasks={sample['tasks']}"
+                )
             return 0 if not result.lost and not result.misrouted else 1
         finally:
             await fleet.delete()

@@ -33,7 +33,9 @@ from fanout.stats import Stats
 from fanout.synthetic import GenesysEventGenerator, Mix
 from tests.faultproxy import FaultProxy, Reply, SqsRequest
 
-LOCALSTACK_URL = os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")  # as `make` exports it
+LOCALSTACK_URL = os.environ.get(
+    "LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"
+)  # as `make` exports it
 FIFO_TARGET = "ledger"
 
 # Every event matches `all`; the others split traffic so that each target gets a different
