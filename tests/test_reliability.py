@@ -152,7 +152,7 @@ async def test_random_faults(fleet: Fleet, proxy: FaultProxy, profile: Profile) 
     result.notes["fanout retries"] = dict(stats.retries)
     result.check()
     assert schedule.hits >= 0.05 * schedule.seen  # the schedule really faulted ~10 %
-    assert len(schedule.injected) >= 8  # and with most kinds of fault
+    assert len(schedule.injected) >= (8 if profile is LONG else 4)  # with many kinds of fault
     # Entries rejected for good (SenderFault true) are the only way into the DLQ here.
     assert set(result.dlq_reasons) <= {
         "target_rejected:InvalidParameterValue",
@@ -247,7 +247,7 @@ async def test_dlq_failing(fleet: Fleet, proxy: FaultProxy, profile: Profile) ->
                 "SendMessageBatch", 500, "InternalError", times=None, queue=queue_name(fleet.dlq)
             ),
             start=0.0,
-            duration=max(profile.throttle, 3.0),
+            duration=max(profile.throttle, 8.0),  # outlasts the retries, even on a slow start
         )
     )
 
