@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,12 @@ async def proxy(fleet: Fleet) -> AsyncIterator[FaultProxy]:
 
 
 async def _run(
-    fleet: Fleet, proxy: FaultProxy, profile: Profile, events: list[Any], **extra: Any
+    fleet: Fleet,
+    proxy: FaultProxy,
+    profile: Profile,
+    events: list[Any],
+    started: Callable[[], None] | None = None,
+    **extra: Any,
 ) -> Any:
     """Publish at the profile's rate while fanout runs; stop once the source stayed empty."""
     publisher = asyncio.create_task(publish(fleet.sqs, fleet.source, events, rate=profile.rate))
@@ -130,6 +135,7 @@ async def _run(
             fleet,
             proxy,
             until=settled,
+            started=started,
             timeout=profile.timeout + 30,
             **{**profile.settings, **extra},
         )
@@ -273,7 +279,9 @@ async def test_endpoint_down(fleet: Fleet, proxy: FaultProxy, profile: Profile) 
         During(Reset(None, mid_response=False, times=None), start=1.0, duration=profile.down)
     )
 
-    stats = await _run(fleet, proxy, profile, events)
+    # The window opens once fanout is running: an outage during the start-up check is a start
+    # failure (exit 2 after the retries), not what this scenario is about.
+    stats = await _run(fleet, proxy, profile, events, started=outage.restart)
 
     result = await account(f"endpoint down {profile.down:g}s ({profile.name})", fleet, events)
     result.notes["dropped connections"] = outage.hits
