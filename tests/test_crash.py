@@ -48,7 +48,12 @@ HELD_OPERATION = {
 }
 
 
-@pytest.fixture(params=["fast", pytest.param("long", marks=pytest.mark.reliability)])
+@pytest.fixture(
+    params=[
+        "fast",
+        pytest.param("long", marks=[pytest.mark.reliability, pytest.mark.timeout(900)]),
+    ]
+)
 async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fleet]:
     if request.param == "long":
         if not localstack_up():

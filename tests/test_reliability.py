@@ -275,13 +275,15 @@ async def test_dlq_failing(fleet: Fleet, proxy: FaultProxy, profile: Profile) ->
 async def test_endpoint_down(fleet: Fleet, proxy: FaultProxy, profile: Profile) -> None:
     """Every connection to SQS is dropped for ``profile.down`` s, then the endpoint is back."""
     events = make_events(profile.events, seed=14)
-    outage = proxy.add(
-        During(Reset(None, mid_response=False, times=None), start=1.0, duration=profile.down)
-    )
+    outage = During(Reset(None, mid_response=False, times=None), start=1.0, duration=profile.down)
+
+    def open_window() -> None:
+        outage.restart()
+        proxy.add(outage)
 
     # The window opens once fanout is running: an outage during the start-up check is a start
     # failure (exit 2 after the retries), not what this scenario is about.
-    stats = await _run(fleet, proxy, profile, events, started=outage.restart)
+    stats = await _run(fleet, proxy, profile, events, started=open_window)
 
     result = await account(f"endpoint down {profile.down:g}s ({profile.name})", fleet, events)
     result.notes["dropped connections"] = outage.hits
