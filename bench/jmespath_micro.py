@@ -74,8 +74,10 @@ def main() -> None:
         ratios.append(lib / ours)
         flag = "" if compiled.fully_compiled else " (partly interpreted)"
         print(f"{name:<20} {lib:8.2f} {pre:8.2f} {ours:9.3f} {lib / ours:7.0f}x{flag}")
-    print(f"speedup vs jmespath.search: min {min(ratios):.0f}x, median "
-          f"{statistics.median(ratios):.0f}x")
+    print(
+        f"speedup vs jmespath.search: min {min(ratios):.0f}x, median "
+        f"{statistics.median(ratios):.0f}x"
+    )
 
 
 if __name__ == "__main__":

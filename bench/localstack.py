@@ -17,7 +17,6 @@ Standard library only, so it runs with any python3 before the project's venv exi
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -66,7 +65,7 @@ def die(message: str) -> None:
 def health() -> dict[str, str] | None:
     """Service states from /_localstack/health, or None when nothing answers there."""
     try:
-        with urllib.request.urlopen(HEALTH_URL, timeout=2) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(HEALTH_URL, timeout=2) as response:
             return dict(json.load(response).get("services", {}))
     except (OSError, ValueError):
         return None
@@ -91,15 +90,16 @@ def log_tail(lines: int = 15) -> str:
         text = LOG.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
         return "(no log)"
-    return "\n".join("    " + line for line in text)
+    return "\n".join("    " + line for line in text) or "    (empty)"
 
 
 # --- install -------------------------------------------------------------------------------
 
 
 def pyenv_root() -> Path:
-    if shutil.which("pyenv"):
-        out = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False)
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        out = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False)
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip())
     return Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
@@ -108,7 +108,7 @@ def pyenv_root() -> Path:
 def find_python() -> str:
     """A Python >= 3.13 that actually runs (pyenv's shims fail without PYENV_VERSION)."""
     candidates = [os.environ.get("LOCALSTACK_PYTHON", "")]
-    candidates += sorted(glob.glob(str(pyenv_root() / "versions/3.13*/bin/python3.13")))
+    candidates += sorted(str(p) for p in pyenv_root().glob("versions/3.13*/bin/python3.13"))
     candidates += [shutil.which("python3.13") or "", shutil.which("python3") or ""]
     check = "import sys; sys.exit(0 if sys.version_info >= (3, 13) else 1)"
     for candidate in filter(None, candidates):
@@ -134,7 +134,7 @@ def install() -> Path:
     if stamp.is_file() and stamp.read_text() == wanted and python.exists():
         return python
     base = find_python()
-    say(f"installing LocalStack into {VENV.relative_to(ROOT)} with {base} (first use, ~1 min)")
+    say(f"first use: installing LocalStack into {VENV} with {base} (a few minutes)")
     started = time.monotonic()
     shutil.rmtree(VENV, ignore_errors=True)
     subprocess.run([base, "-m", "venv", str(VENV)], check=True)
@@ -238,7 +238,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+    executable = shutil.which("docker") or "docker"
+    return subprocess.run([executable, *args], capture_output=True, text=True, check=check)
 
 
 def docker_usable() -> bool:

@@ -2,9 +2,10 @@
 
 ``ruleset_yaml(n)`` writes ``n`` rules of the kinds real Genesys deployments have: per-queue
 routes, wrap-up code sets, media type + duration thresholds, source / detail-type prefixes,
-division routes, the original simplified shape, and a few conditions no index can serve
-(ranges, ``length()``, ``||``). Ids come from ``fanout.synthetic``'s pools and the field paths
-are the ones ``GenesysEventGenerator`` produces, so generated events really match.
+division routes, the original simplified shape, bare numeric thresholds, ``||`` of two
+equalities, and a few conditions no index can serve (``length()``, ``not_null()``). Ids come
+from ``fanout.synthetic``'s pools and the field paths are the ones ``GenesysEventGenerator``
+produces, so generated events really match.
 
 ``flavour="pattern"`` writes the same routes as EventBridge event patterns (``pattern:``);
 where JMESPath has no pattern equivalent (``length()``) the closest pattern is used instead.
@@ -49,7 +50,7 @@ _FIRST_KINDS = (
     "media",
     "division",
     "prefix",
-    "unindexable",
+    "threshold",
     "queue",
     "wrapup",
     "simplified",
@@ -63,7 +64,9 @@ _KIND_WEIGHTS = {
     "division": 12,
     "prefix": 8,
     "simplified": 4,
-    "unindexable": 3,
+    "threshold": 2,
+    "either": 1,
+    "unindexable": 1,
 }
 
 
@@ -283,45 +286,63 @@ class _Draw:
             self.targets(),
         )
 
-    def unindexable(self) -> _Route:
-        r = self.rng.random()
-        if r < 0.25:
+    def threshold(self) -> _Route:
+        """A bare numeric threshold (no equality to narrow it down)."""
+        if self.rng.random() < 0.5:
+            level = self.pick((10, 50, 100))
             return _Route(
-                "vip-routing-priority",
-                "Conversations routed with priority 50 or more",
-                "detail.eventBody.routingPriority >= `50`",
-                _body(routingPriority=[{"numeric": [">=", 50]}]),
-                ("critical",),
+                f"routing-priority-{level}",
+                f"Conversations routed with priority {level} or more",
+                f"detail.eventBody.routingPriority >= `{level}`",
+                _body(routingPriority=[{"numeric": [">=", level]}]),
+                self.targets(level == 100),
             )
-        if r < 0.5:
+        minutes = self.pick((2, 5, 10))
+        return _Route(
+            f"slow-simplified-{minutes}m",
+            f"Interactions longer than {minutes} minutes (simplified shape)",
+            f"detail.duration_ms > `{minutes * 60_000}`",
+            {"detail": {"duration_ms": [{"numeric": [">", minutes * 60_000]}]}},
+            self.targets(),
+        )
+
+    def either(self) -> _Route:
+        """An || of two equalities on different fields."""
+        outcome = self.pick(("ABANDON", "FLOW_OUT"))
+        failure = self.pick(("TRANSPORT_FAILURE", "ERROR", "SYSTEM"))
+        return _Route(
+            f"{outcome.lower().replace('_', '-')}-or-{failure.lower().replace('_', '-')}",
+            f"{outcome.capitalize()} in queue, or a {failure.lower()} disconnect",
+            f"detail.eventBody.acdOutcome == {_q(outcome)}"
+            f" || detail.eventBody.disconnectType == {_q(failure)}",
+            {
+                "$or": [
+                    _body(acdOutcome=[outcome]),
+                    _body(disconnectType=[failure]),
+                ]
+            },
+            ("high",),
+        )
+
+    def unindexable(self) -> _Route:
+        """Conditions no index serves: they are evaluated for every event."""
+        if self.rng.random() < 0.5:
+            count = self.pick((1, 2))
             # No pattern counts list elements: "has an external organisation" is the closest.
             return _Route(
-                "several-contacts",
-                "Conversations with more than one external contact",
-                "length(detail.eventBody.conversationExternalContactIds || `[]`) > `1`",
+                f"more-than-{count}-contacts",
+                f"Conversations with more than {count} external contacts",
+                f"length(detail.eventBody.conversationExternalContactIds || `[]`) > `{count}`",
                 _body(externalOrganizationId=[{"exists": True}]),
                 ("standard",),
             )
-        if r < 0.75:
-            return _Route(
-                "abandon-or-failure",
-                "Abandoned in queue, or the line dropped",
-                "detail.eventBody.acdOutcome == 'ABANDON'"
-                " || detail.eventBody.disconnectType == 'TRANSPORT_FAILURE'",
-                {
-                    "$or": [
-                        _body(acdOutcome=["ABANDON"]),
-                        _body(disconnectType=["TRANSPORT_FAILURE"]),
-                    ]
-                },
-                ("high",),
-            )
+        field = self.pick(("externalOrganizationId", "outboundCampaignId", "callbackUserName"))
         return _Route(
-            "slow-simplified",
-            "Interactions longer than two minutes (simplified shape)",
-            "detail.duration_ms > `120000`",
-            {"detail": {"duration_ms": [{"numeric": [">", 120000]}]}},
-            ("high",),
+            f"has-{_slug(field)}",
+            f"Events that carry {field}",
+            f"not_null(detail.eventBody.{field})",
+            _body(**{field: [{"exists": True}]}),
+            ("standard",),
         )
 
 
@@ -335,6 +356,8 @@ def _routes(n: int, seed: int) -> list[_Route]:
         "division": draw.division,
         "prefix": draw.prefix,
         "simplified": draw.simplified,
+        "threshold": draw.threshold,
+        "either": draw.either,
         "unindexable": draw.unindexable,
     }
     kinds = list(_KIND_WEIGHTS)

@@ -20,7 +20,6 @@ from fanout.retry import Failure
 from fanout.rules import FifoSettings, Target
 from fanout.sender import EVENT_ID_ATTRIBUTE, Copy, QueueSender, make_copy
 from fanout.stats import Stats
-from fanout.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +86,8 @@ class DeadLetters:
         stats: Stats,
         on_written: Callable[[Received], None],
         on_failed: Callable[[Received], None],
-        telemetry: Telemetry | None = None,
     ) -> None:
         self._stats = stats
-        self._instruments = (telemetry or Telemetry.off()).instruments
         self._on_written = on_written
         self._on_failed = on_failed
         self.target = dlq_target(dlq_url) if dlq_url else None
@@ -124,7 +121,6 @@ class DeadLetters:
     def _done(self, copy: Copy, failure: Failure | None) -> None:
         if failure is None:
             self._stats.dlq[copy.note] += 1
-            self._instruments.dlq_writes.add(1, {"fanout.dlq.reason": copy.note})
             self._on_written(copy.source)
             return
         log.error(

@@ -21,15 +21,18 @@ Common rule shapes are specialised: field chains (``a.b.c``), comparisons with a
 exactly for hashable scalars), and ``starts_with``/``ends_with`` with a literal. An expression
 reference (``&expr``) that is not a direct function argument is left to the library's
 interpreter, so its value is the library's own object; ``fully_compiled`` is False then.
+Data is JSON-typed (dict, list, str, int, float, bool, None), as decoded events are.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Number
+from types import MappingProxyType
 from typing import Any, Final, cast
 
 from jmespath import exceptions
@@ -95,13 +98,13 @@ def _equals(x: Any, y: Any) -> Any:
 
 def _is_comparable(x: Any) -> bool:
     t = type(x)
-    return t is int or t is float or t is str or isinstance(x, str) or _is_number(x)
+    if t is int or t is float or t is str:
+        return True
+    return x is not None and (isinstance(x, str) or _is_number(x))
 
 
 def _field(value: Any, key: str) -> Any:
-    """Slow path of a field lookup on a non-dict: anything with .get(), else null."""
-    if value is None:
-        return None
+    """Field lookup on a non-null non-dict (callers test those inline): .get() if any."""
     try:
         return value.get(key)
     except AttributeError:
@@ -122,13 +125,9 @@ class _Expression:
         return self.fn(value)
 
 
-_NUMBER_TYPES: Final = (int, float)
-_ORDERING: Final[dict[str, Callable[[Any, Any], Any]]] = {
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-}
+_ORDERING: Final[Mapping[str, Callable[[Any, Any], Any]]] = MappingProxyType(
+    {"lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge}
+)
 # Returned by a native function when its fast type check fails: the library then decides.
 _SLOW: Final = object()
 
@@ -308,31 +307,33 @@ def _n_merge(*args: Any) -> Any:
 
 # name -> (arity, variadic, native). Functions not listed (sort_by, min_by, max_by) run the
 # library's own implementation with compiled expression references.
-_NATIVE: Final[dict[str, tuple[int, bool, Callable[..., Any]]]] = {
-    "abs": (1, False, _n_abs),
-    "avg": (1, False, _n_avg),
-    "ceil": (1, False, _n_ceil),
-    "contains": (2, False, _n_contains),
-    "ends_with": (2, False, _n_ends_with),
-    "floor": (1, False, _n_floor),
-    "join": (2, False, _n_join),
-    "keys": (1, False, _n_keys),
-    "length": (1, False, _n_length),
-    "map": (2, False, _n_map),
-    "max": (1, False, _n_max),
-    "merge": (1, True, _n_merge),
-    "min": (1, False, _n_min),
-    "not_null": (1, True, _n_not_null),
-    "reverse": (1, False, _n_reverse),
-    "sort": (1, False, _n_sort),
-    "starts_with": (2, False, _n_starts_with),
-    "sum": (1, False, _n_sum),
-    "to_array": (1, False, _n_to_array),
-    "to_number": (1, False, _n_to_number),
-    "to_string": (1, False, _n_to_string),
-    "type": (1, False, _n_type),
-    "values": (1, False, _n_values),
-}
+_NATIVE: Final[Mapping[str, tuple[int, bool, Callable[..., Any]]]] = MappingProxyType(
+    {
+        "abs": (1, False, _n_abs),
+        "avg": (1, False, _n_avg),
+        "ceil": (1, False, _n_ceil),
+        "contains": (2, False, _n_contains),
+        "ends_with": (2, False, _n_ends_with),
+        "floor": (1, False, _n_floor),
+        "join": (2, False, _n_join),
+        "keys": (1, False, _n_keys),
+        "length": (1, False, _n_length),
+        "map": (2, False, _n_map),
+        "max": (1, False, _n_max),
+        "merge": (1, True, _n_merge),
+        "min": (1, False, _n_min),
+        "not_null": (1, True, _n_not_null),
+        "reverse": (1, False, _n_reverse),
+        "sort": (1, False, _n_sort),
+        "starts_with": (2, False, _n_starts_with),
+        "sum": (1, False, _n_sum),
+        "to_array": (1, False, _n_to_array),
+        "to_number": (1, False, _n_to_number),
+        "to_string": (1, False, _n_to_string),
+        "type": (1, False, _n_type),
+        "values": (1, False, _n_values),
+    }
+)
 
 _HASHABLE_SCALARS: Final = (str, int, float, bool, type(None))
 
@@ -499,7 +500,7 @@ class _Compiler:
             out = []
             for e in base:
                 c = cond(e)
-                if c or not _is_false(c):
+                if c or (c is not None and c is not False and not _is_false(c)):
                     r = right(e)
                     if r is not None:
                         out.append(r)
@@ -535,28 +536,50 @@ class _Compiler:
     # -- logic --
 
     def _c_or_expression(self, node: dict[str, Any]) -> Fn:
-        left = self.compile(node["children"][0])
-        right = self.compile(node["children"][1])
+        terms = [self.compile(t) for t in _operands(node, "or_expression")]
+        if len(terms) == 2:
+            left, right = terms
 
-        def or_(v: Any) -> Any:
-            x = left(v)
-            if x or not _is_false(x):
-                return x
-            return right(v)
+            def or_(v: Any) -> Any:
+                x = left(v)
+                if x or (x is not None and x is not False and not _is_false(x)):
+                    return x
+                return right(v)
 
-        return or_
+            return or_
+        *firsts, last = terms
+
+        def or_n(v: Any) -> Any:
+            for term in firsts:
+                x = term(v)
+                if x or (x is not None and x is not False and not _is_false(x)):
+                    return x
+            return last(v)
+
+        return or_n
 
     def _c_and_expression(self, node: dict[str, Any]) -> Fn:
-        left = self.compile(node["children"][0])
-        right = self.compile(node["children"][1])
+        terms = [self.compile(t) for t in _operands(node, "and_expression")]
+        if len(terms) == 2:
+            left, right = terms
 
-        def and_(v: Any) -> Any:
-            x = left(v)
-            if x or not _is_false(x):
-                return right(v)
-            return x
+            def and_(v: Any) -> Any:
+                x = left(v)
+                if x or (x is not None and x is not False and not _is_false(x)):
+                    return right(v)
+                return x
 
-        return and_
+            return and_
+        *firsts, last = terms
+
+        def and_n(v: Any) -> Any:
+            for term in firsts:
+                x = term(v)
+                if not x and (x is None or x is False or _is_false(x)):
+                    return x
+            return last(v)
+
+        return and_n
 
     def _c_not_expression(self, node: dict[str, Any]) -> Fn:
         inner = self.compile(node["children"][0])
@@ -572,9 +595,9 @@ class _Compiler:
         op: str = node["value"]
         lnode, rnode = node["children"]
         if rnode["type"] == "literal" and lnode["type"] != "literal":
-            return self._compare_literal(op, self.compile(lnode), rnode["value"], flipped=False)
+            return self._compare_literal(op, lnode, rnode["value"], flipped=False)
         if lnode["type"] == "literal" and rnode["type"] != "literal":
-            return self._compare_literal(op, self.compile(rnode), lnode["value"], flipped=True)
+            return self._compare_literal(op, rnode, lnode["value"], flipped=True)
         left = self.compile(lnode)
         right = self.compile(rnode)
         if op == "eq":
@@ -592,8 +615,13 @@ class _Compiler:
 
         return ordering
 
-    def _compare_literal(self, op: str, side: Fn, lit: Any, *, flipped: bool) -> Fn:
-        """``side <op> literal`` (or ``literal <op> side`` when flipped)."""
+    def _compare_literal(self, op: str, node: dict[str, Any], lit: Any, *, flipped: bool) -> Fn:
+        """``node <op> literal`` (or ``literal <op> node`` when flipped)."""
+        if op == "eq" and type(lit) is str:
+            keys = _field_path(node)
+            if keys is not None and len(keys) <= 3:
+                return _path_equals_string(keys, lit)
+        side = self.compile(node)
         if op in ("eq", "ne"):
             eq = _literal_equality(side, lit)
             if op == "eq":
@@ -613,7 +641,7 @@ class _Compiler:
             def ordering_lit_left(v: Any) -> Any:
                 x = side(v)
                 t = type(x)
-                if t is int or t is float or _is_comparable(x):
+                if t is int or t is float or (x is not None and _is_comparable(x)):
                     return cmp(lit, x)
                 return None
 
@@ -622,7 +650,7 @@ class _Compiler:
         def ordering_lit(v: Any) -> Any:
             x = side(v)
             t = type(x)
-            if t is int or t is float or _is_comparable(x):
+            if t is int or t is float or (x is not None and _is_comparable(x)):
                 return cmp(x, lit)
             return None
 
@@ -687,6 +715,13 @@ def _identity(v: Any) -> Any:
     return v
 
 
+def _operands(node: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """``a && b && c`` in evaluation order: && and || are associative, short-circuit included."""
+    if node["type"] != kind:
+        return [node]
+    return [t for child in node["children"] for t in _operands(child, kind)]
+
+
 def _flatten_sequence(children: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Nested subexpression/index_expression/pipe nodes are plain sequences: inline them."""
     out: list[dict[str, Any]] = []
@@ -702,32 +737,71 @@ def _field_chain(keys: Sequence[str]) -> Fn:
     """``a.b.c``: successive dict lookups, null as soon as a value is not an object."""
     if len(keys) == 1:
         (k1,) = keys
-        return lambda v: v.get(k1) if type(v) is dict else _field(v, k1)
+        return lambda v: v.get(k1) if type(v) is dict else None if v is None else _field(v, k1)
     if len(keys) == 2:
         k1, k2 = keys
 
         def chain2(v: Any) -> Any:
-            v = v.get(k1) if type(v) is dict else _field(v, k1)
-            return v.get(k2) if type(v) is dict else _field(v, k2)
+            v = v.get(k1) if type(v) is dict else None if v is None else _field(v, k1)
+            return v.get(k2) if type(v) is dict else None if v is None else _field(v, k2)
 
         return chain2
     if len(keys) == 3:
         k1, k2, k3 = keys
 
         def chain3(v: Any) -> Any:
-            v = v.get(k1) if type(v) is dict else _field(v, k1)
-            v = v.get(k2) if type(v) is dict else _field(v, k2)
-            return v.get(k3) if type(v) is dict else _field(v, k3)
+            v = v.get(k1) if type(v) is dict else None if v is None else _field(v, k1)
+            v = v.get(k2) if type(v) is dict else None if v is None else _field(v, k2)
+            return v.get(k3) if type(v) is dict else None if v is None else _field(v, k3)
 
         return chain3
     path = tuple(keys)
 
     def chain(v: Any) -> Any:
         for k in path:
-            v = v.get(k) if type(v) is dict else _field(v, k)
+            v = v.get(k) if type(v) is dict else None if v is None else _field(v, k)
         return v
 
     return chain
+
+
+def _field_path(node: dict[str, Any]) -> list[str] | None:
+    """The keys of a pure field chain (``a``, ``a.b.c``), else None."""
+    if node["type"] == "field":
+        return [node["value"]]
+    if node["type"] != "subexpression":
+        return None
+    keys = []
+    for child in _flatten_sequence(node["children"]):
+        if child["type"] != "field":
+            return None
+        keys.append(child["value"])
+    return keys
+
+
+def _path_equals_string(keys: Sequence[str], lit: str) -> Fn:
+    """``a.b.c == 'text'`` in one closure: the commonest indexed rule term."""
+    if len(keys) == 1:
+        (k1,) = keys
+        return lambda v: (
+            (v.get(k1) if type(v) is dict else None if v is None else _field(v, k1)) == lit
+        )
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def path2_equals(v: Any) -> Any:
+            v = v.get(k1) if type(v) is dict else None if v is None else _field(v, k1)
+            return (v.get(k2) if type(v) is dict else None if v is None else _field(v, k2)) == lit
+
+        return path2_equals
+    k1, k2, k3 = keys
+
+    def path3_equals(v: Any) -> Any:
+        v = v.get(k1) if type(v) is dict else None if v is None else _field(v, k1)
+        v = v.get(k2) if type(v) is dict else None if v is None else _field(v, k2)
+        return (v.get(k3) if type(v) is dict else None if v is None else _field(v, k3)) == lit
+
+    return path3_equals
 
 
 def _literal_equality(side: Fn, lit: Any) -> Fn:

@@ -106,8 +106,6 @@ class Poller:
                     self._work.put_nowait(message)
                 self._stats.received += admitted
                 self._inflight.last_receive_ok_at = time.monotonic()
-                if admitted:
-                    instruments.consumed.add(admitted, self._metric_attributes)
                 span.set_attribute("messaging.batch.message_count", admitted)
                 if failures:
                     log.info("receive from the source queue recovered after %d failures", failures)

@@ -204,14 +204,10 @@ class QueueSender:
             },
         )
         instruments.batch_entries.record(len(batch), self._sent_attributes)
-        accepted = 0
         failures: dict[str, int] = {}
 
         def done(copy: Copy, failure: Failure | None) -> None:
-            nonlocal accepted
-            if failure is None:
-                accepted += 1
-            else:
+            if failure is not None:
                 failures[failure.code] = failures.get(failure.code, 0) + 1
             self._on_done(copy, failure)
 
@@ -231,8 +227,6 @@ class QueueSender:
                 stats=self._stats,
                 observer=CallObserver(span, instruments, "SendMessageBatch", self._queue),
             )
-            if accepted:
-                instruments.sent.add(accepted, self._sent_attributes)
             if span.is_recording():
                 reasons = sorted({c.note for c in batch if c.note})
                 if reasons:  # a DLQ batch: why these records exist

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from opentelemetry.metrics import CallbackOptions, Observation
 
 from fanout.acker import Acker
 from fanout.batching import SQS_MAX_BYTES
@@ -38,11 +37,11 @@ from fanout.rules import RuleSet, Target, queue_name
 from fanout.sender import Copy, QueueSender
 from fanout.settle import Settler
 from fanout.stats import Stats
-from fanout.telemetry import Telemetry
+from fanout.telemetry import Telemetry, observe_stats
 from fanout.worker import Worker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Mapping
 
     from types_aiobotocore_sqs import SQSClient
 
@@ -191,7 +190,6 @@ class Service:
             stats=self.stats,
             on_written=self.settler.ack,
             on_failed=self.settler.abandon,
-            telemetry=telemetry,
         )
         self.settler.dead_letters = self.dead_letters
         self.senders = {
@@ -218,16 +216,13 @@ class Service:
             Worker(rules, self.senders, self.settler, self.stats, telemetry, source_name)
             for _ in range(settings.workers)
         ]
-        in_flight_attributes = {"messaging.destination.name": source_name}
-
-        def observe_in_flight(options: CallbackOptions) -> Iterable[Observation]:
-            yield Observation(len(self.inflight), in_flight_attributes)
-
-        telemetry.meter.create_observable_gauge(
-            "fanout.inflight.messages",
-            callbacks=[observe_in_flight],
-            unit="{message}",
-            description="Received but not yet deleted, released or abandoned",
+        observe_stats(
+            telemetry.meter,
+            self.stats,
+            lambda: len(self.inflight),
+            source=source_name,
+            target_queues={n: queue_name(t.queue_url) for n, t in rules.targets.items()},
+            dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
         )
         self.health = (
             HealthServer(

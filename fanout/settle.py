@@ -32,7 +32,6 @@ class Settler:
         self._inflight = inflight
         self._stats = stats
         self._instruments = (telemetry or Telemetry.off()).instruments
-        self._target_attributes: dict[str, dict[str, str]] = {}
         self.dead_letters: DeadLetters | None = None  # wired by the service (it needs us first)
 
     def expect(self, message: Received, copies: int) -> None:
@@ -42,15 +41,7 @@ class Settler:
         """Callback of the target senders: one copy accepted, or failed for good."""
         message = copy.source
         if failure is None:
-            name = copy.target.name
-            self._stats.per_target[name] += 1
-            attributes = self._target_attributes.get(name)
-            if attributes is None:
-                attributes = self._target_attributes[name] = {"fanout.target": name}
-            self._instruments.copies.add(1, attributes)
-            if message.sent_timestamp_ms is not None:
-                lag = time.time() - message.sent_timestamp_ms / 1000
-                self._instruments.lag.record(max(0.0, lag), attributes)
+            self._stats.per_target[copy.target.name] += 1
         else:
             message.failures[copy.target.name] = failure
             self._stats.errors[f"send:{failure.code}"] += 1
@@ -60,6 +51,9 @@ class Settler:
         if message.failures:
             self._dead_letters().write(message, delivery_failure_record(message))
         else:
+            if message.sent_timestamp_ms is not None:  # end to end: every target has its copy
+                lag = time.time() - message.sent_timestamp_ms / 1000
+                self._instruments.lag.record(max(0.0, lag))
             self._acker.delete(message)
 
     def dead_letter(self, message: Received, reason: str, code: str, detail: str) -> None:

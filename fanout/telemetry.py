@@ -19,7 +19,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import Counter, Histogram, Meter
+from opentelemetry.metrics import Counter, Histogram, Meter, Observation
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanContext, Tracer
@@ -27,6 +27,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from fanout import __version__
 from fanout.errors import ConfigError
+from fanout.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +87,13 @@ def trace_attributes(span: Span) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Instruments:
-    """Every metric fanout records (names: OpenTelemetry messaging conventions, then fanout's)."""
+    """The metrics recorded on the hot path: histograms, and one rare counter. The counters the
+    run's Stats already keeps are observed from it at collection time (``observe_stats``), so
+    counting an event costs nothing extra."""
 
     operation_duration: Histogram
     process_duration: Histogram
-    sent: Counter
-    consumed: Counter
-    rule_matches: Counter
-    copies: Counter
-    dlq_writes: Counter
-    unmatched: Counter
     batch_entries: Histogram
-    retries: Counter
     lag: Histogram
     injection_skipped: Counter
 
@@ -116,41 +112,16 @@ class Instruments:
                 description="Validate + match + hand-off time per event",
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
             ),
-            sent=meter.create_counter(
-                "messaging.client.sent.messages",
-                unit="{message}",
-                description="Messages SQS accepted from SendMessageBatch (targets and DLQ)",
-            ),
-            consumed=meter.create_counter(
-                "messaging.client.consumed.messages",
-                unit="{message}",
-                description="Messages received from the source queue",
-            ),
-            rule_matches=meter.create_counter(
-                "fanout.rule.matches", unit="{event}", description="Events matched, per rule"
-            ),
-            copies=meter.create_counter(
-                "fanout.copies", unit="{message}", description="Copies accepted, per target"
-            ),
-            dlq_writes=meter.create_counter(
-                "fanout.dlq.writes", unit="{message}", description="DLQ records, per reason"
-            ),
-            unmatched=meter.create_counter(
-                "fanout.unmatched", unit="{event}", description="Events no rule matched"
-            ),
             batch_entries=meter.create_histogram(
                 "fanout.batch.entries",
                 unit="{message}",
                 description="Entries per SendMessageBatch call (batch fill)",
                 explicit_bucket_boundaries_advisory=BATCH_BUCKETS,
             ),
-            retries=meter.create_counter(
-                "fanout.retries", unit="{retry}", description="Retried SQS calls, per error code"
-            ),
             lag=meter.create_histogram(
                 "fanout.lag",
                 unit="s",
-                description="Source SentTimestamp to the target accepting the copy",
+                description="Source SentTimestamp to the last target accepting its copy",
                 explicit_bucket_boundaries_advisory=LAG_BUCKETS,
             ),
             injection_skipped=meter.create_counter(
@@ -159,6 +130,93 @@ class Instruments:
                 description="Events whose copies had no room for a traceparent attribute",
             ),
         )
+
+
+def observe_stats(
+    meter: Meter,
+    stats: Stats,
+    inflight: Callable[[], int],
+    *,
+    source: str,
+    target_queues: Mapping[str, str],
+    dlq_queue: str | None,
+) -> None:
+    """Counters read from the run's Stats when a reader collects (no cost per event).
+
+    Callbacks run on the exporter's thread: they copy each Counter (a C-level copy under the
+    GIL) before iterating."""
+
+    def counter(
+        name: str, unit: str, description: str, read: Callable[[], Iterable[Observation]]
+    ) -> None:
+        meter.create_observable_counter(
+            name, callbacks=[lambda _: read()], unit=unit, description=description
+        )
+
+    def sent() -> Iterable[Observation]:
+        per_queue: dict[str, int] = {}
+        for target, count in dict(stats.per_target).items():
+            queue = target_queues.get(target, target)
+            per_queue[queue] = per_queue.get(queue, 0) + count
+        if dlq_queue is not None:
+            per_queue[dlq_queue] = per_queue.get(dlq_queue, 0) + sum(dict(stats.dlq).values())
+        return [
+            Observation(n, {"messaging.system": SYSTEM, "messaging.destination.name": q})
+            for q, n in per_queue.items()
+        ]
+
+    def by(key: str, values: Mapping[str, int]) -> list[Observation]:
+        return [Observation(n, {key: k}) for k, n in dict(values).items()]
+
+    source_attributes = {"messaging.system": SYSTEM, "messaging.destination.name": source}
+    counter(
+        "messaging.client.sent.messages",
+        "{message}",
+        "Messages SQS accepted from SendMessageBatch (targets and DLQ)",
+        sent,
+    )
+    counter(
+        "messaging.client.consumed.messages",
+        "{message}",
+        "Messages received from the source queue",
+        lambda: [Observation(stats.received, source_attributes)],
+    )
+    counter(
+        "fanout.rule.matches",
+        "{event}",
+        "Events matched, per rule",
+        lambda: by("fanout.rule.id", stats.per_rule),
+    )
+    counter(
+        "fanout.copies",
+        "{message}",
+        "Copies accepted, per target",
+        lambda: by("fanout.target", stats.per_target),
+    )
+    counter(
+        "fanout.dlq.writes",
+        "{message}",
+        "DLQ records accepted, per reason",
+        lambda: by("fanout.dlq.reason", stats.dlq),
+    )
+    counter(
+        "fanout.unmatched",
+        "{event}",
+        "Events no rule matched",
+        lambda: [Observation(stats.unmatched, source_attributes)],
+    )
+    counter(
+        "fanout.retries",
+        "{retry}",
+        "Retried SQS calls and batch entries, per error code",
+        lambda: by("error.type", stats.retries),
+    )
+    meter.create_observable_gauge(
+        "fanout.inflight.messages",
+        callbacks=[lambda _: [Observation(inflight(), source_attributes)]],
+        unit="{message}",
+        description="Received but not yet deleted, released or abandoned",
+    )
 
 
 @dataclass
@@ -314,7 +372,7 @@ def setup_telemetry() -> Telemetry:
         meter = metrics.NoOpMeterProvider().get_meter("fanout")
 
     if tracer_provider is not None and "aiohttp-client" not in _disabled_instrumentations(env):
-        closers.append(_instrument_aiohttp(tracer_provider, meter_provider))
+        closers.append(_instrument_aiohttp(tracer_provider))
 
     log.info(
         "OpenTelemetry on: traces %s, metrics %s, service %s",
@@ -337,14 +395,16 @@ def _disabled_instrumentations(env: Mapping[str, str]) -> Iterable[str]:
     return {name.strip() for name in raw.split(",")}
 
 
-def _instrument_aiohttp(tracer_provider: Any, meter_provider: Any) -> Callable[[], None]:
+def _instrument_aiohttp(tracer_provider: Any) -> Callable[[], None]:
     """HTTP client spans for the SDK's aiohttp requests, nested under the messaging span that
     is current while the call runs. The exporters use requests/grpc, not aiohttp, and the SDK
     exports under its suppress-instrumentation flag: their traffic never makes spans."""
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
     instrumentor = AioHttpClientInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    # Its HTTP metrics are left on the API's no-op meter: messaging.client.operation.duration
+    # already times every call, and they cost as much as the spans.
+    instrumentor.instrument(tracer_provider=tracer_provider)
 
     def uninstrument() -> None:
         instrumentor.uninstrument()
@@ -374,9 +434,6 @@ class CallObserver:
         self._instruments.operation_duration.record(seconds, attributes)
 
     def retry(self, attempt: int, code: str, entries: int) -> None:
-        self._instruments.retries.add(
-            1, {"messaging.operation.name": self._operation, "error.type": code}
-        )
         if self._span.is_recording():
             self._span.add_event(
                 "retry",

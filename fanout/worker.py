@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode, get_current_span
+from opentelemetry.util.types import AttributeValue
 
 from fanout.events import InvalidEvent, parse_event
 from fanout.inflight import Received
@@ -64,7 +65,6 @@ class Worker:
             name: {**self._metric_attributes, "fanout.outcome": name}
             for name in ("sent", "unmatched", "dlq")
         }
-        self._rule_attributes: dict[str, dict[str, str]] = {}
 
     async def run(self, work: asyncio.Queue[Received]) -> None:
         while True:
@@ -78,7 +78,13 @@ class Worker:
                     message.message_id,
                     extra={"event_id": message.event_id, "message_id": message.message_id},
                 )
-                self._settler.dead_letter(message, "internal_error", type(exc).__name__, str(exc))
+                try:
+                    self._settler.dead_letter(
+                        message, "internal_error", type(exc).__name__, str(exc)
+                    )
+                except Exception:  # not even a DLQ record: SQS redelivers it; the worker lives
+                    log.exception("message %s: cannot dead-letter it", message.message_id)
+                    self._settler.abandon(message)
             finally:
                 work.task_done()
 
@@ -88,17 +94,10 @@ class Worker:
             outcome = self._handle(message, None)
         else:
             outcome = self._handle_traced(message)
-        instruments = self._instruments
-        instruments.process_duration.record(
+        # Matches, unmatched and DLQ counts are observed from Stats (telemetry.observe_stats).
+        self._instruments.process_duration.record(
             time.perf_counter() - started, self._outcome_attributes[outcome.name]
         )
-        for rule_id in outcome.rule_ids:
-            attributes = self._rule_attributes.get(rule_id)
-            if attributes is None:
-                attributes = self._rule_attributes[rule_id] = {"fanout.rule.id": rule_id}
-            instruments.rule_matches.add(1, attributes)
-        if outcome.name == "unmatched" or (outcome.name == "sent" and not outcome.rule_ids):
-            instruments.unmatched.add(1, self._metric_attributes)
 
     def _handle_traced(self, message: Received) -> Outcome:
         # Child of the producer's context (the trace continues across the hop) and linked to it,
@@ -120,16 +119,19 @@ class Worker:
             outcome = self._handle(message, span)
             if span.is_recording():
                 # Ids, topic and routing only: never event field values (PII).
-                span.set_attribute("messaging.message.id", message.message_id)
+                attributes: dict[str, AttributeValue] = {
+                    "messaging.message.id": message.message_id,
+                    "fanout.outcome": outcome.name,
+                }
                 if message.event is not None:
-                    span.set_attribute("fanout.event.id", message.event.id)
-                    span.set_attribute("fanout.event.type", message.event.detail_type)
-                span.set_attribute("fanout.outcome", outcome.name)
+                    attributes["fanout.event.id"] = message.event.id
+                    attributes["fanout.event.type"] = message.event.detail_type
                 if outcome.rule_ids:
-                    span.set_attribute("fanout.rule_ids", outcome.rule_ids)
+                    attributes["fanout.rule_ids"] = outcome.rule_ids
                 if outcome.error_type is not None:
-                    span.set_attribute("error.type", outcome.error_type)
+                    attributes["error.type"] = outcome.error_type
                     span.set_status(StatusCode.ERROR)
+                span.set_attributes(attributes)
             return outcome
         finally:
             span.end()

@@ -62,6 +62,7 @@ def _ident(name: str) -> str:
 
 
 field = st.sampled_from(FIELDS).map(_ident)
+path = st.lists(field, min_size=1, max_size=4).map(".".join)  # a.b.c: compiled specially
 literal_json = st.recursive(
     st.one_of(st.none(), st.booleans(), st.sampled_from([0, 1, 2, -1, 1.0, 2.5, 0.0])),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.sampled_from(STRINGS)),
@@ -102,10 +103,11 @@ def _compose(e: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.tuples(p, p).map(lambda t: f"{t[0]}[?{t[1]}]"),
         st.tuples(field, p, field).map(lambda t: f"{t[0]}[?{t[1]}].{t[2]}"),
         st.tuples(p, comparator, p).map(" ".join),
-        st.tuples(field, comparator, st.one_of(literal, raw_string)).map(" ".join),
-        st.tuples(st.one_of(literal, raw_string), comparator, field).map(" ".join),
-        st.tuples(p, p).map(" && ".join),
-        st.tuples(p, p).map(" || ".join),
+        st.tuples(path, comparator, st.one_of(literal, raw_string)).map(" ".join),
+        st.tuples(st.one_of(literal, raw_string), comparator, path).map(" ".join),
+        st.lists(p, min_size=2, max_size=4).map(" && ".join),
+        st.lists(p, min_size=2, max_size=4).map(" || ".join),
+        st.tuples(p, p, p).map(lambda t: f"{t[0]} || {t[1]} && !{t[2]}"),
         p.map(lambda s: f"!{s}"),
         st.tuples(p, p).map(" | ".join),
         st.lists(e, min_size=1, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"),
@@ -117,11 +119,11 @@ def _compose(e: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         ),
         calls,
         # Rule-engine shapes the compiler specialises.
-        st.tuples(st.lists(literal_json, max_size=4), field).map(
+        st.tuples(st.lists(literal_json, max_size=4), path).map(
             lambda t: f"contains(`{json.dumps(t[0])}`, {t[1]})"
         ),
-        st.tuples(field, raw_string).map(lambda t: f"starts_with({t[0]}, {t[1]})"),
-        st.tuples(field, raw_string).map(lambda t: f"ends_with({t[0]}, {t[1]})"),
+        st.tuples(path, raw_string).map(lambda t: f"starts_with({t[0]}, {t[1]})"),
+        st.tuples(path, raw_string).map(lambda t: f"ends_with({t[0]}, {t[1]})"),
     )
 
 

@@ -22,7 +22,7 @@ import orjson
 import yaml
 
 from fanout.rules import load_rules, load_rules_unresolved
-from fanout.synthetic import GenesysEventGenerator, Mix
+from fanout.synthetic import GenesysEventGenerator, MalformedKind, Mix
 from tests.e2e.conftest import MakeQueue, RouteToQueues
 from tests.harness import Harness, bodies_of, conversation, simplified
 
@@ -240,7 +240,7 @@ async def test_bodies_that_are_not_valid_events_end_in_the_dlq_with_a_reason(
     }
     env = {var: urls[name] for name, var in target_env_vars().items()}
     generator = GenesysEventGenerator(seed=5)
-    reasons = {
+    reasons: dict[MalformedKind, str] = {
         "not_json": "invalid_json",
         "truncated": "invalid_json",
         "array": "invalid_envelope",
