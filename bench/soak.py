@@ -94,8 +94,11 @@ async def soak(args: argparse.Namespace) -> int:
             if args.out:
                 args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
             middle = len(series) // 2
-            points = (("start", series[0]), ("middle", series[middle]), ("end", series[-1]))
-            for label, sample in points:
+            for label, sample in (
+                ("start", series[0]),
+                ("middle", series[middle]),
+                ("end", series[-1]),
+            ):
                 print(
                     f"{label}: t={sample['t']}s rss={sample['rss_kib']} KiB tasks={sample['tasks']}"
                 )

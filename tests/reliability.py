@@ -33,8 +33,9 @@ from fanout.stats import Stats
 from fanout.synthetic import GenesysEventGenerator, Mix
 from tests.faultproxy import FaultProxy, Reply, SqsRequest
 
-# As `make` exports it.
-LOCALSTACK_URL = os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")
+LOCALSTACK_URL = os.environ.get(
+    "LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"
+)  # as `make` exports it
 FIFO_TARGET = "ledger"
 
 # Every event matches `all`; the others split traffic so that each target gets a different
@@ -291,12 +292,16 @@ async def run_service(
     *,
     until: Callable[[], Any],
     timeout: float,
+    started: Callable[[], None] | None = None,
     **overrides: Any,
 ) -> Stats:
-    """Run a Service against ``proxy`` until the coroutine ``until()`` returns, then stop it."""
+    """Run a Service against ``proxy`` until the coroutine ``until()`` returns, then stop it.
+    ``started`` is called once the start-up queue check passed (e.g. to open a fault window)."""
     settings = fleet.settings(proxy.url, **overrides)
     async with create_client(settings) as sqs:
         limits = await check_queues(sqs, settings, fleet.rules)
+        if started is not None:
+            started()
         service = Service(settings, fleet.rules, sqs, queue_limits=limits)
         runner = asyncio.create_task(service.run())
         try:

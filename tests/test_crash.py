@@ -48,7 +48,12 @@ HELD_OPERATION = {
 }
 
 
-@pytest.fixture(params=["fast", pytest.param("long", marks=pytest.mark.reliability)])
+@pytest.fixture(
+    params=[
+        "fast",
+        pytest.param("long", marks=[pytest.mark.reliability, pytest.mark.timeout(900)]),
+    ]
+)
 async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fleet]:
     if request.param == "long":
         if not localstack_up():
@@ -140,7 +145,10 @@ async def test_kill_9_at_chosen_points(fleet: Fleet, tmp_path: Path) -> None:
                 except TimeoutError:
                     where.append(f"no {HELD_OPERATION[point]} held within 30s")
                 await asyncio.sleep(rng.uniform(0, 0.05))
-            proc.send_signal(signal.SIGKILL)
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pytest.fail(f"fanout exited by itself: {log.read_text()[-3000:]}")
             assert await proc.wait() == -signal.SIGKILL
             proxy.clear()
             landed.append(f"cycle {cycle + 1}: {point}: {where[0] if where else '?'}")
@@ -176,7 +184,10 @@ async def test_sigterm_under_load_releases_everything(fleet: Fleet, tmp_path: Pa
             await asyncio.sleep(0.1)
         in_flight_at_signal = (await depth(fleet.sqs, fleet.source))[1]
         signalled = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pytest.fail(f"fanout exited by itself: {log.read_text()[-3000:]}")
         code = await asyncio.wait_for(proc.wait(), shutdown + 10)
         took = time.monotonic() - signalled
         visible, hidden = await depth(fleet.sqs, fleet.source)
