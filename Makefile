@@ -4,7 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run test lint format clean
+# LocalStack (SQS + EventBridge) for test-e2e and bench; a non-default port keeps it apart from
+# another instance: make localstack test-e2e localstack-stop LOCALSTACK_PORT=4599
+LOCALSTACK_PORT ?= 4566
+LOCALSTACK_ENDPOINT ?= http://127.0.0.1:$(LOCALSTACK_PORT)
+export LOCALSTACK_PORT LOCALSTACK_ENDPOINT
+
+.PHONY: install run test test-e2e test-reliability soak lint format clean localstack localstack-stop bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanout needs Python >= 3.11 (set PYTHON=...)")'
@@ -12,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
 
 install: $(STAMP)  ## venv + editable install with dev extras
 
@@ -21,14 +31,32 @@ run: $(STAMP)  ## the embedded local run: moto SQS + synthetic Genesys traffic, 
 test: $(STAMP)  ## unit + integration tests (moto server on 127.0.0.1)
 	$(PY) -m pytest -q $(ARGS)
 
-lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) + mypy --strict on fanout/
-	$(VENV)/bin/ruff check fanout tests
-	$(VENV)/bin/ruff format --check fanout tests
+test-e2e: $(STAMP) localstack  ## end-to-end tests: EventBridge -> SQS -> fanout on LocalStack
+	$(PY) -m pytest -q -m e2e tests/e2e $(ARGS)
+
+localstack:  ## LocalStack on 127.0.0.1:$(LOCALSTACK_PORT): install on first use, start, wait healthy
+	$(PYTHON) bench/localstack.py start
+
+localstack-stop:  ## stop the LocalStack that `make localstack` started on that port
+	$(PYTHON) bench/localstack.py stop
+
+bench: $(VENV)/.installed-bench  ## bench suite: stub + LocalStack (make localstack first), ARGS="--events 2000"
+	$(PY) -m bench --endpoint-url $(LOCALSTACK_ENDPOINT) $(ARGS)
+
+test-reliability: $(STAMP) localstack  ## long fault, crash and SIGTERM scenarios on LocalStack
+	$(PY) -m pytest -q -s -m reliability $(ARGS)
+
+soak: $(STAMP) localstack  ## soak on LocalStack: RSS and task count over time (MINUTES=10)
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),10) $(ARGS)
+
+lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) on fanout/ tests/ bench/ + mypy --strict on fanout/
+	$(VENV)/bin/ruff check fanout tests bench
+	$(VENV)/bin/ruff format --check fanout tests bench
 	$(VENV)/bin/mypy fanout
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix fanout tests
-	$(VENV)/bin/ruff format fanout tests
+	$(VENV)/bin/ruff check --fix fanout tests bench
+	$(VENV)/bin/ruff format fanout tests bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -11,11 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import SpanKind, use_span
+
 from fanout.batching import Batcher
 from fanout.inflight import InFlight, Received
 from fanout.retry import EXPIRED_RECEIPT_CODES, Backoff, Failure
+from fanout.rules import queue_name
 from fanout.sqs import call_batch, settle_all
 from fanout.stats import Stats
+from fanout.telemetry import SYSTEM, CallObserver, Telemetry, link_to
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -44,6 +48,7 @@ class Acker:
         rng: random.Random,
         linger: float,
         visibility_timeout: int,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
@@ -51,6 +56,9 @@ class Acker:
         self._stats = stats
         self._backoff = backoff
         self._rng = rng
+        self._telemetry = telemetry or Telemetry.off()
+        self._queue = queue_name(queue_url)
+        self._span_name = f"settle {self._queue}"
         self.visibility_timeout = visibility_timeout
         self.max_hold = visibility_timeout * MAX_HOLD_TIMEOUTS
         self._deletes: Batcher[Received] = Batcher(
@@ -86,9 +94,11 @@ class Acker:
                 # Never settled (a bug, or a call that never returns): stop extending so SQS
                 # redelivers it, instead of holding it invisible forever.
                 log.error(
-                    "message %s held %.0fs without settling; left to be redelivered",
+                    "event %s (message %s) held %.0fs without settling; left to be redelivered",
+                    message.event_id or "-",
                     message.message_id,
                     now - message.received_at,
+                    extra=_ids(message),
                 )
                 self._stats.errors["held_too_long"] += 1
                 self._inflight.remove(message)
@@ -116,6 +126,23 @@ class Acker:
 
     # --- sending -----------------------------------------------------------------------
 
+    def _span(self, operation: str, messages: list[Received]) -> Any:
+        """A ``settle <source>`` CLIENT span per batch call, linked to the events' process spans."""
+        telemetry = self._telemetry
+        return telemetry.tracer.start_span(
+            self._span_name,
+            kind=SpanKind.CLIENT,
+            links=link_to(m.trace_context for m in messages) if telemetry.tracing else None,
+            attributes={
+                "messaging.system": SYSTEM,
+                "messaging.operation.type": "settle",
+                "messaging.operation.name": operation,
+                "messaging.destination.name": self._queue,
+                "aws.sqs.queue.url": self._queue_url,
+                "messaging.batch.message_count": len(messages),
+            },
+        )
+
     async def _send_deletes(self, batch: list[Received]) -> None:
         async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
             return await self._client.delete_message_batch(
@@ -123,16 +150,21 @@ class Acker:
                 Entries=entries,  # type: ignore[arg-type]
             )
 
-        await call_batch(
-            "DeleteMessageBatch",
-            call,
-            batch,
-            lambda m: {"ReceiptHandle": m.receipt_handle},
-            self._deleted,
-            backoff=self._backoff,
-            rng=self._rng,
-            stats=self._stats,
-        )
+        span = self._span("DeleteMessageBatch", batch)
+        with use_span(span, end_on_exit=True):
+            await call_batch(
+                "DeleteMessageBatch",
+                call,
+                batch,
+                lambda m: {"ReceiptHandle": m.receipt_handle},
+                self._deleted,
+                backoff=self._backoff,
+                rng=self._rng,
+                stats=self._stats,
+                observer=CallObserver(
+                    span, self._telemetry.instruments, "DeleteMessageBatch", self._queue
+                ),
+            )
 
     async def _send_visibility(self, batch: list[_Visibility]) -> None:
         async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
@@ -141,16 +173,23 @@ class Acker:
                 Entries=entries,  # type: ignore[arg-type]
             )
 
-        await call_batch(
-            "ChangeMessageVisibilityBatch",
-            call,
-            batch,
-            lambda v: {"ReceiptHandle": v.message.receipt_handle, "VisibilityTimeout": v.timeout},
-            self._changed,
-            backoff=self._backoff,
-            rng=self._rng,
-            stats=self._stats,
-        )
+        operation = "ChangeMessageVisibilityBatch"
+        span = self._span(operation, [v.message for v in batch])
+        with use_span(span, end_on_exit=True):
+            await call_batch(
+                operation,
+                call,
+                batch,
+                lambda v: {
+                    "ReceiptHandle": v.message.receipt_handle,
+                    "VisibilityTimeout": v.timeout,
+                },
+                self._changed,
+                backoff=self._backoff,
+                rng=self._rng,
+                stats=self._stats,
+                observer=CallObserver(span, self._telemetry.instruments, operation, self._queue),
+            )
 
     # --- results -----------------------------------------------------------------------
 
@@ -161,18 +200,23 @@ class Acker:
             # Held past its visibility timeout: SQS made it visible again and will redeliver it;
             # the redelivery is routed again (duplicates in standard targets, deduped in FIFO).
             self._stats.expired_receipts += 1
-            log.info(
-                "message %s: receipt handle expired before delete (%s); it will be redelivered",
+            log.warning(
+                "event %s (message %s): receipt handle expired before delete (%s); "
+                "it will be redelivered",
+                message.event_id or "-",
                 message.message_id,
                 failure.code,
+                extra=_ids(message),
             )
         else:
             self._stats.errors[f"delete:{failure.code}"] += 1
             log.error(
-                "message %s: delete failed (%s: %s); it will be redelivered",
+                "event %s (message %s): delete failed (%s: %s); it will be redelivered",
+                message.event_id or "-",
                 message.message_id,
                 failure.code,
                 failure.message,
+                extra=_ids(message),
             )
         self._inflight.remove(message)
 
@@ -182,10 +226,12 @@ class Acker:
             if failure is None:
                 self._stats.released += 1
             else:
-                log.info(
-                    "message %s: release failed (%s); visible after its timeout",
+                log.warning(
+                    "event %s (message %s): release failed (%s); visible after its timeout",
+                    message.event_id or "-",
                     message.message_id,
                     failure.code,
+                    extra=_ids(message),
                 )
             self._inflight.remove(message)
             return
@@ -194,9 +240,17 @@ class Acker:
         elif failure.code in EXPIRED_RECEIPT_CODES:
             self._stats.expired_receipts += 1
             log.warning(
-                "message %s: visibility could not be extended (%s); it may be delivered again",
+                "event %s (message %s): visibility could not be extended (%s); "
+                "it may be delivered again",
+                message.event_id or "-",
                 message.message_id,
                 failure.code,
+                extra=_ids(message),
             )
         else:
             self._stats.errors[f"extend:{failure.code}"] += 1
+
+
+def _ids(message: Received) -> dict[str, Any]:
+    """Structured fields for a log line about one event (JSON logs)."""
+    return {"event_id": message.event_id, "message_id": message.message_id}

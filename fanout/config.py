@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fanout.errors import ConfigError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["text", "json"]
 
 
 class Settings(BaseSettings):
@@ -89,6 +90,25 @@ class Settings(BaseSettings):
         default=64, ge=1, description="HTTP connection pool size of the SQS client."
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: LogFormat = Field(
+        default="text", description="text, or json: one JSON object per line."
+    )
+    http_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of /healthz, /readyz and /metrics; unset: no HTTP server (0: any).",
+    )
+    http_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - probes and scrapers reach the pod/container address
+        description="Address the HTTP server binds.",
+    )
+    readiness_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="/readyz fails when no receive succeeded, or in-flight messages made no "
+        "progress, for this long.",
+    )
 
     @field_validator("endpoint_url", "source_queue_url", "dlq_url")
     @classmethod
@@ -101,6 +121,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def linger_seconds(self) -> float:

@@ -101,6 +101,7 @@ class DeadLetters:
             message.message_id,
             reason,
             record["error_message"],
+            extra={"event_id": message.event_id, "message_id": message.message_id},
         )
         if self.sender is None or self.target is None:
             # No DLQ: leave the message for the source queue's redrive policy.
@@ -123,9 +124,11 @@ class DeadLetters:
             self._on_written(copy.source)
             return
         log.error(
-            "DLQ write failed for message %s (%s): left in the source queue to come back",
+            "event %s (message %s): DLQ write failed (%s); left in the source queue to come back",
+            copy.source.event_id or "-",
             copy.source.message_id,
             failure.code,
+            extra={"event_id": copy.source.event_id, "message_id": copy.source.message_id},
         )
         self._stats.errors[f"dlq_write:{failure.code}"] += 1
         self._on_failed(copy.source)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import SpanContext
+
 from fanout.events import Event
 from fanout.retry import Failure
 
@@ -33,6 +35,8 @@ class Received:
     event: Event | None = None
     pending: int = 0
     failures: dict[str, Failure] = field(default_factory=dict)
+    aws_trace_header: str | None = None  # X-Ray context (AWSTraceHeader system attribute)
+    trace_context: SpanContext | None = None  # the process span's, for links from send spans
 
     @classmethod
     def from_sqs(cls, message: dict[str, Any], visibility_timeout: float) -> Received:
@@ -48,6 +52,7 @@ class Received:
             message_attributes=message.get("MessageAttributes") or {},
             received_at=now,
             extend_at=now + visibility_timeout / 2,
+            aws_trace_header=attrs.get("AWSTraceHeader"),
         )
 
     @property
@@ -64,6 +69,9 @@ class InFlight:
         self._reserved = 0
         self._room = asyncio.Event()
         self.last_message_at = time.monotonic()
+        # Readiness (fanout.health): the last successful ReceiveMessage and settlement.
+        self.last_receive_ok_at: float | None = None
+        self.last_settled_at = time.monotonic()
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -99,4 +107,5 @@ class InFlight:
     def remove(self, message: Received) -> None:
         """The message is settled (deleted, released or abandoned): free its slot."""
         if self._messages.pop(message.receipt_handle, None) is not None:
+            self.last_settled_at = time.monotonic()
             self._room.set()

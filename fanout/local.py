@@ -34,6 +34,7 @@ from fanout.signals import install_signal_handlers
 from fanout.sqs import create_client
 from fanout.stats import Stats
 from fanout.synthetic import DEMO_MIX, GenesysEventGenerator
+from fanout.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -158,7 +159,11 @@ def progress_line(stats: Stats, inflight: int, downstream: Downstream) -> Text:
 
 
 async def run_local(
-    settings: Settings, options: LocalOptions, *, exit_when_idle: float | None = None
+    settings: Settings,
+    options: LocalOptions,
+    *,
+    exit_when_idle: float | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Stats:
     rules = load_rules_unresolved(settings.rules)
     async with moto_server() as endpoint:
@@ -175,7 +180,7 @@ async def run_local(
                 endpoint,
                 len(target_urls),
             )
-            service = Service(local, rules, client, queue_limits=limits)
+            service = Service(local, rules, client, queue_limits=limits, telemetry=telemetry)
             install_signal_handlers(service.stop)
             downstream = Downstream()
             helpers = [

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import TYPE_CHECKING
+
+from opentelemetry.trace import SpanKind, StatusCode, use_span
 
 from fanout.inflight import InFlight, Received
 from fanout.retry import Backoff, classify_exception
+from fanout.rules import queue_name
 from fanout.stats import Stats
+from fanout.telemetry import SYSTEM, Telemetry
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -35,6 +40,7 @@ class Poller:
         visibility_timeout: int,
         backoff: Backoff,
         rng: random.Random,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
@@ -45,6 +51,21 @@ class Poller:
         self._visibility_timeout = visibility_timeout
         self._backoff = backoff
         self._rng = rng
+        self._telemetry = telemetry or Telemetry.off()
+        name = queue_name(queue_url)
+        self._span_name = f"receive {name}"
+        self._span_attributes = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "receive",
+            "messaging.operation.name": "ReceiveMessage",
+            "messaging.destination.name": name,
+            "aws.sqs.queue.url": queue_url,
+        }
+        self._metric_attributes = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.name": "ReceiveMessage",
+            "messaging.destination.name": name,
+        }
         self.stopping = False
         # True while a ReceiveMessage call is out: cancelling it could strand messages SQS
         # already handed over (invisible until their timeout), so shutdown lets it finish.
@@ -56,16 +77,27 @@ class Poller:
             # Backpressure: no receive until there is room for what it may return.
             reserved = await self._inflight.reserve(SQS_MAX_RECEIVE)
             admitted = 0
+            pause = 0.0
             self.receiving = True
+            instruments = self._telemetry.instruments
+            span = self._telemetry.tracer.start_span(
+                self._span_name, kind=SpanKind.CLIENT, attributes=self._span_attributes
+            )
+            started = time.perf_counter()
             try:
                 self._stats.calls["ReceiveMessage"] += 1
-                response = await self._client.receive_message(
-                    QueueUrl=self._queue_url,
-                    MaxNumberOfMessages=reserved,
-                    WaitTimeSeconds=self._wait_time,
-                    VisibilityTimeout=self._visibility_timeout,
-                    MessageSystemAttributeNames=SYSTEM_ATTRIBUTES,  # type: ignore[arg-type]
-                    MessageAttributeNames=["All"],
+                # Current during the call: the aiohttp client span nests under it.
+                with use_span(span, end_on_exit=False, record_exception=False):
+                    response = await self._client.receive_message(
+                        QueueUrl=self._queue_url,
+                        MaxNumberOfMessages=reserved,
+                        WaitTimeSeconds=self._wait_time,
+                        VisibilityTimeout=self._visibility_timeout,
+                        MessageSystemAttributeNames=SYSTEM_ATTRIBUTES,  # type: ignore[arg-type]
+                        MessageAttributeNames=["All"],
+                    )
+                instruments.operation_duration.record(
+                    time.perf_counter() - started, self._metric_attributes
                 )
                 for raw in response.get("Messages", []):
                     message = Received.from_sqs(raw, self._visibility_timeout)  # type: ignore[arg-type]
@@ -73,6 +105,8 @@ class Poller:
                     admitted += 1
                     self._work.put_nowait(message)
                 self._stats.received += admitted
+                self._inflight.last_receive_ok_at = time.monotonic()
+                span.set_attribute("messaging.batch.message_count", admitted)
                 if failures:
                     log.info("receive from the source queue recovered after %d failures", failures)
                 failures = 0
@@ -80,6 +114,12 @@ class Poller:
                 raise
             except Exception as exc:
                 failure = classify_exception(exc)
+                instruments.operation_duration.record(
+                    time.perf_counter() - started,
+                    {**self._metric_attributes, "error.type": failure.code},
+                )
+                span.set_attribute("error.type", failure.code)
+                span.set_status(StatusCode.ERROR)
                 failures += 1
                 self._stats.errors[f"receive:{failure.code}"] += 1
                 level = logging.WARNING if failure.retryable else logging.ERROR
@@ -93,7 +133,10 @@ class Poller:
                     )
                 # Keep polling even on non-retryable errors (a queue recreated, a policy fixed)
                 # but never faster than the capped backoff.
-                await asyncio.sleep(self._backoff.delay(min(failures, 30) - 1, self._rng))
+                pause = self._backoff.delay(min(failures, 30) - 1, self._rng)
             finally:
+                span.end()
                 self.receiving = False
                 self._inflight.unreserve(reserved - admitted)
+            if pause:
+                await asyncio.sleep(pause)

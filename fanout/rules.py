@@ -1,4 +1,9 @@
-"""Match stage (pure): load rules.yaml, compile JMESPath conditions once, match events.
+"""Match stage (pure): load rules.yaml, compile conditions once, match events.
+
+A rule gives either a JMESPath ``condition:`` (compiled by fanout.jmescompile) or an
+EventBridge ``pattern:`` (fanout.patterns). Matching goes through a discriminating index
+(fanout.ruleindex) that only skips rules which cannot match, so results are those of testing
+every rule in file order.
 
 Loading either returns a complete RuleSet or raises RulesError naming the file, the rule or
 target, and the fix — so a bad file stops the start before any message is touched.
@@ -7,9 +12,10 @@ target, and the fix — so a bad file stops the start before any message is touc
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,10 +24,12 @@ import jmespath
 import yaml
 from jmespath import exceptions as jmespath_errors
 from jmespath.functions import Functions
-from jmespath.parser import ParsedResult
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fanout.errors import RulesError
+from fanout.jmescompile import CompiledExpression, compile_expression
+from fanout.patterns import EventPattern, PatternError, compile_pattern, value_key
+from fanout.ruleindex import RuleIndex, RulePlan, plan_jmespath, plan_pattern
 
 # A real rules file is a few KiB; 1 MiB (~9,000 rules) still loads in seconds with the
 # pure-Python YAML parser, while 5 MiB took most of a minute.
@@ -53,7 +61,8 @@ class _TargetSpec(_Spec):
 class _RuleSpec(_Spec):
     id: str = Field(min_length=1)
     description: str = ""
-    condition: str = Field(min_length=1)
+    condition: str | None = Field(default=None, min_length=1)
+    pattern: dict[str, Any] | str | None = None
     targets: list[str] = Field(min_length=1)
     stop: bool = False
 
@@ -66,7 +75,7 @@ class _RulesFile(_Spec):
 
 
 _ALLOWED_KEYS = {
-    "rules": "id, description, condition, targets, stop",
+    "rules": "id, description, condition, targets, stop (or pattern instead of condition)",
     "targets": "queue_url, fifo",
     "fifo": "message_group_id, deduplication",
     "": "match, targets, default_targets, rules",
@@ -85,7 +94,7 @@ def queue_name(url: str) -> str:
 class FifoSettings:
     message_group_id: str | None
     deduplication: Literal["event_id", "content"]
-    group_expression: ParsedResult | None = field(default=None, compare=False)
+    group_expression: CompiledExpression | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +126,31 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One rule. ``condition`` is the JMESPath text, or for a pattern rule the pattern as JSON."""
+
     id: str
     condition: str
     targets: tuple[Target, ...]
     description: str = ""
     stop: bool = False
-    compiled: ParsedResult = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    compiled: CompiledExpression | EventPattern | None = field(
+        default=None, compare=False, repr=False
+    )
+    plan: RulePlan = field(default_factory=lambda: RulePlan("jmespath"), compare=False, repr=False)
+
+    @property
+    def kind(self) -> Literal["jmespath", "pattern"]:
+        return "pattern" if isinstance(self.compiled, EventPattern) else "jmespath"
+
+    def test(self) -> Callable[[Mapping[str, Any]], bool]:
+        """The compiled predicate: True when the rule matches the event."""
+        compiled = self.compiled
+        if isinstance(compiled, EventPattern):
+            return compiled.matches
+        if compiled is None:
+            raise ValueError(f"rule '{self.id}' was not compiled")
+        search = compiled.search
+        return lambda data: is_truthy(search(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,22 +175,46 @@ class RuleSet:
     rules: tuple[Rule, ...]
     targets: Mapping[str, Target]
     default_targets: tuple[Target, ...] = ()
+    index: RuleIndex = field(init=False, compare=False, repr=False)
+    # None: the index key is the whole condition, a candidate is a match.
+    _tests: tuple[Callable[[Mapping[str, Any]], bool] | None, ...] = field(
+        init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        plans = [r.plan for r in self.rules]
+        object.__setattr__(self, "index", RuleIndex(plans, pattern_key=value_key))
+        tests = tuple(None if r.plan.complete else r.test() for r in self.rules)
+        object.__setattr__(self, "_tests", tests)
 
     def match(self, data: Mapping[str, Any]) -> Match:
-        """Rules in file order; ``first`` stops at the first match, ``stop`` ends ``all``."""
+        """Rules in file order; ``first`` stops at the first match, ``stop`` ends ``all``.
+
+        Only the index's candidates are tested: the others cannot match (nor raise).
+        """
         matched: list[str] = []
         targets: dict[str, Target] = {}
-        for rule in self.rules:
-            try:
-                result = rule.compiled.search(data)
-            except Exception as exc:  # any failure is this event's, not the service's
-                raise RuleError(rule.id, _evaluation_error(exc)) from None
-            if not is_truthy(result):
-                continue
+        rules = self.rules
+        tests = self._tests
+        first = self.mode == "first"
+        mask = self.index.candidates(data)
+        while mask:
+            low = mask & -mask
+            mask ^= low
+            i = low.bit_length() - 1
+            test = tests[i]
+            if test is not None:
+                try:
+                    hit = test(data)
+                except Exception as exc:  # any failure is this event's, not the service's
+                    raise RuleError(rules[i].id, evaluation_error(exc)) from None
+                if not hit:
+                    continue
+            rule = rules[i]
             matched.append(rule.id)
             for target in rule.targets:
                 targets.setdefault(target.name, target)
-            if rule.stop or self.mode == "first":
+            if rule.stop or first:
                 break
         if not matched:
             return Match((), self.default_targets, by_default=bool(self.default_targets))
@@ -179,13 +231,13 @@ class RuleSet:
             return tuple(targets[t.name] for t in items)
 
         rules = tuple(
-            Rule(r.id, r.condition, rebind(r.targets), r.description, r.stop, r.compiled)
+            Rule(r.id, r.condition, rebind(r.targets), r.description, r.stop, r.compiled, r.plan)
             for r in self.rules
         )
         return RuleSet(self.path, self.mode, rules, targets, rebind(self.default_targets))
 
 
-def _evaluation_error(exc: Exception) -> str:
+def evaluation_error(exc: Exception) -> str:
     """Why a condition failed, without the event's values: they may be phone numbers."""
     if isinstance(exc, jmespath_errors.JMESPathTypeError):
         # Its str() quotes the offending value; keep only the types.
@@ -258,15 +310,42 @@ def _load(path: Path, env: Mapping[str, str], *, resolve_env: bool) -> RuleSet:
                 path, "duplicate rule id", where=where, fix="give each rule its own id"
             )
         seen.add(rspec.id)
-        compiled = compile_condition(path, where, rspec.condition)
+        compiled: CompiledExpression | EventPattern
+        if rspec.condition is not None and rspec.pattern is not None:
+            raise RulesError(
+                path,
+                "has both condition: and pattern:",
+                where=where,
+                fix="keep one: a JMESPath condition or an EventBridge pattern",
+            )
+        if rspec.condition is not None:
+            condition = rspec.condition
+            compiled = compile_condition(path, where, condition)
+            plan = plan_jmespath(jmespath.compile(condition).parsed)
+        elif rspec.pattern is not None:
+            compiled = compile_rule_pattern(path, where, rspec.pattern)
+            condition = (
+                rspec.pattern
+                if isinstance(rspec.pattern, str)
+                else json.dumps(rspec.pattern, separators=(",", ":"))
+            )
+            plan = plan_pattern(compiled.required_terms())
+        else:
+            raise RulesError(
+                path,
+                "missing key 'condition'",
+                where=where,
+                fix="add 'condition:' (JMESPath) or 'pattern:' (an EventBridge event pattern)",
+            )
         rules.append(
             Rule(
                 id=rspec.id,
-                condition=rspec.condition,
+                condition=condition,
                 targets=resolve(rspec.targets, where),
                 description=rspec.description,
                 stop=rspec.stop,
                 compiled=compiled,
+                plan=plan,
             )
         )
     defaults = resolve(spec.default_targets, "default_targets")
@@ -448,10 +527,23 @@ def _build_target(
     return Target(name=name, queue_url=url, fifo=fifo)
 
 
-def compile_condition(path: Path | str, where: str, expression: str) -> ParsedResult:
+def compile_rule_pattern(
+    path: Path | str, where: str, source: Mapping[str, Any] | str
+) -> EventPattern:
+    """Compile an EventBridge event pattern (mapping or JSON text), or raise RulesError."""
+    try:
+        return compile_pattern(source)
+    except PatternError as exc:
+        at = f" at {exc.where}" if exc.where else ""
+        raise RulesError(
+            path, f"invalid event pattern{at}: {exc.problem}", where=where, fix=exc.fix
+        ) from None
+
+
+def compile_condition(path: Path | str, where: str, expression: str) -> CompiledExpression:
     """Compile a JMESPath expression and check its function calls, or raise RulesError."""
     try:
-        compiled = jmespath.compile(expression)
+        parsed = jmespath.compile(expression)
     except jmespath_errors.JMESPathError as exc:
         column = getattr(exc, "lex_position", None)
         at = f" at column {column + 1}" if isinstance(column, int) else ""
@@ -460,8 +552,8 @@ def compile_condition(path: Path | str, where: str, expression: str) -> ParsedRe
         if token not in (None, ""):
             problem += f" near {token!r}"
         raise RulesError(path, problem, where=where, fix=_syntax_hint(expression, token)) from None
-    _check_functions(path, where, dict(compiled.parsed))
-    return compiled
+    _check_functions(path, where, dict(parsed.parsed))
+    return compile_expression(expression)
 
 
 def _syntax_hint(expression: str, token: object) -> str:

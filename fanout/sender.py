@@ -12,12 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import SpanKind, StatusCode, use_span
+
 from fanout.batching import SQS_MAX_BYTES, Batcher, message_size
 from fanout.inflight import Received
 from fanout.retry import Backoff, Failure
-from fanout.rules import Target
+from fanout.rules import Target, queue_name
 from fanout.sqs import call_batch, settle_all
 from fanout.stats import Stats
+from fanout.telemetry import SYSTEM, TRACE_ATTRIBUTES, CallObserver, Telemetry, link_to
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -41,15 +44,24 @@ CopyCallback = Callable[[Copy, Failure | None], None]
 
 
 def outgoing_attributes(
-    source: Mapping[str, Mapping[str, Any]], event_id: str | None
+    source: Mapping[str, Mapping[str, Any]],
+    event_id: str | None,
+    trace: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The source's message attributes (send shape) plus the event id, within SQS's cap of 10."""
+    """The source's message attributes (send shape), the event id, then ``trace`` (fanout's
+    traceparent, replacing the source's), within SQS's cap of 10: what does not fit is left
+    out, the event id first in line (downstream dedupes on it)."""
     attrs: dict[str, dict[str, Any]] = {}
     for name, attr in source.items():
+        if trace and name in TRACE_ATTRIBUTES:
+            continue
         kept = {k: attr[k] for k in ("DataType", "StringValue", "BinaryValue") if k in attr}
         attrs[name] = kept
     if event_id is not None and len(attrs) < SQS_MAX_MESSAGE_ATTRIBUTES:
         attrs[EVENT_ID_ATTRIBUTE] = {"DataType": "String", "StringValue": event_id}
+    for name, attr in (trace or {}).items():
+        if len(attrs) < SQS_MAX_MESSAGE_ATTRIBUTES:
+            attrs[name] = attr
     return attrs
 
 
@@ -74,11 +86,15 @@ def make_copy(
 
 
 def make_copies(
-    source: Received, targets: Sequence[Target], body: str, event_id: str | None
+    source: Received,
+    targets: Sequence[Target],
+    body: str,
+    event_id: str | None,
+    trace: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[Copy]:
     """One copy per target. Attributes and size are the same for every target: computed once
     per event, not once per copy (the body's UTF-8 encoding is on the hot path)."""
-    attrs = outgoing_attributes(source.message_attributes, event_id)
+    attrs = outgoing_attributes(source.message_attributes, event_id, trace)
     size = message_size(body, attrs)
     return [_copy(source, target, body, event_id, attrs, size, "") for target in targets]
 
@@ -129,6 +145,7 @@ class QueueSender:
         linger: float,
         concurrency: int,
         max_message_bytes: int = SQS_MAX_BYTES,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.target = target
         self.max_message_bytes = max_message_bytes
@@ -137,6 +154,13 @@ class QueueSender:
         self._backoff = backoff
         self._rng = rng
         self._stats = stats
+        self._telemetry = telemetry or Telemetry.off()
+        self._queue = queue_name(target.queue_url)
+        self._span_name = f"send {self._queue}"
+        self._sent_attributes = {
+            "messaging.system": SYSTEM,
+            "messaging.destination.name": self._queue,
+        }
         self.batcher: Batcher[Copy] = Batcher(
             target.name,
             self._send,
@@ -161,18 +185,53 @@ class QueueSender:
         self.batcher.add(copy)
 
     async def _send(self, batch: list[Copy]) -> None:
+        """One SendMessageBatch (with its retries) under a ``send <queue>`` PRODUCER span that
+        links to the process span of every event in the batch (many parents: links)."""
         url = self.target.queue_url
+        telemetry = self._telemetry
+        instruments = telemetry.instruments
+        span = telemetry.tracer.start_span(
+            self._span_name,
+            kind=SpanKind.PRODUCER,
+            links=link_to(c.source.trace_context for c in batch) if telemetry.tracing else None,
+            attributes={
+                "messaging.system": SYSTEM,
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "SendMessageBatch",
+                "messaging.destination.name": self._queue,
+                "aws.sqs.queue.url": url,
+                "messaging.batch.message_count": len(batch),
+            },
+        )
+        instruments.batch_entries.record(len(batch), self._sent_attributes)
+        failures: dict[str, int] = {}
+
+        def done(copy: Copy, failure: Failure | None) -> None:
+            if failure is not None:
+                failures[failure.code] = failures.get(failure.code, 0) + 1
+            self._on_done(copy, failure)
 
         async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
             return await self._client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
 
-        await call_batch(
-            "SendMessageBatch",
-            call,
-            batch,
-            lambda c: c.entry,
-            self._on_done,
-            backoff=self._backoff,
-            rng=self._rng,
-            stats=self._stats,
-        )
+        # Current while the call runs, so the aiohttp client spans nest under it.
+        with use_span(span, end_on_exit=True):
+            await call_batch(
+                "SendMessageBatch",
+                call,
+                batch,
+                lambda c: c.entry,
+                done,
+                backoff=self._backoff,
+                rng=self._rng,
+                stats=self._stats,
+                observer=CallObserver(span, instruments, "SendMessageBatch", self._queue),
+            )
+            if span.is_recording():
+                reasons = sorted({c.note for c in batch if c.note})
+                if reasons:  # a DLQ batch: why these records exist
+                    span.set_attribute("fanout.dlq.reasons", reasons)
+                if failures:
+                    span.set_attribute("error.type", ",".join(sorted(failures)))
+                    span.set_attribute("fanout.failed_count", sum(failures.values()))
+                    span.set_status(StatusCode.ERROR)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -22,21 +23,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from opentelemetry import trace
-from opentelemetry.trace import Tracer
 
 from fanout.acker import Acker
 from fanout.batching import SQS_MAX_BYTES
 from fanout.config import Settings
 from fanout.dlq import DeadLetters
 from fanout.errors import StartupError
+from fanout.health import HealthServer
 from fanout.inflight import InFlight, Received
 from fanout.poller import Poller
-from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure
+from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
 from fanout.rules import RuleSet, Target, queue_name
 from fanout.sender import Copy, QueueSender
 from fanout.settle import Settler
 from fanout.stats import Stats
+from fanout.telemetry import Telemetry, observe_stats
 from fanout.worker import Worker
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECEIVE_GRACE = 2.0
 ABORT_RESERVE = 3.0
 
 
@@ -76,10 +76,24 @@ async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) ->
     without a doomed send (older queues still have the former 256 KiB default)."""
     source_has_redrive = False
     limits: dict[str, int] = {}
+    # Transient errors (throttling, 5xx, a dropped connection) are retried like any call: they
+    # say nothing about the configuration, so they must not end the start with exit 2.
+    backoff = Backoff(
+        max_attempts=settings.retry_max_attempts,
+        base=settings.retry_base_delay_ms / 1000,
+        cap=settings.retry_max_delay_ms / 1000,
+    )
+    rng = random.Random()  # noqa: S311 - jitter, not cryptography
     for ref in queues_to_check(settings, rules):
         try:
-            response = await client.get_queue_attributes(
-                QueueUrl=ref.url, AttributeNames=["RedrivePolicy", "MaximumMessageSize"]
+            response = await call_with_retry(
+                functools.partial(
+                    client.get_queue_attributes,
+                    QueueUrl=ref.url,
+                    AttributeNames=["RedrivePolicy", "MaximumMessageSize"],
+                ),
+                backoff,
+                rng,
             )
         except NoCredentialsError:
             raise StartupError(
@@ -124,10 +138,12 @@ class Service:
         stats: Stats | None = None,
         rng: random.Random | None = None,
         queue_limits: Mapping[str, int] | None = None,
-        tracer: Tracer | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         assert settings.source_queue_url is not None
         self.settings = settings
+        telemetry = telemetry or Telemetry.off()
+        self.telemetry = telemetry
         self.rules = rules
         self.stats = stats or Stats()
         self.inflight = InFlight(settings.max_in_flight)
@@ -148,8 +164,9 @@ class Service:
             rng=rng,
             linger=settings.delete_linger_seconds,
             visibility_timeout=settings.visibility_timeout_seconds,
+            telemetry=telemetry,
         )
-        self.settler = Settler(self.acker, self.inflight, self.stats)
+        self.settler = Settler(self.acker, self.inflight, self.stats, telemetry)
 
         def make_sender(
             target: Target, on_done: Callable[[Copy, Failure | None], None]
@@ -164,6 +181,7 @@ class Service:
                 linger=settings.linger_seconds,
                 concurrency=settings.send_concurrency,
                 max_message_bytes=(queue_limits or {}).get(target.queue_url, SQS_MAX_BYTES),
+                telemetry=telemetry,
             )
 
         self.dead_letters = DeadLetters(
@@ -189,15 +207,33 @@ class Service:
                 visibility_timeout=settings.visibility_timeout_seconds,
                 backoff=backoff,
                 rng=rng,
+                telemetry=telemetry,
             )
             for _ in range(settings.pollers)
         ]
-        tracer = tracer or trace.get_tracer("fanout")
         source_name = queue_name(settings.source_queue_url)
         self.workers = [
-            Worker(rules, self.senders, self.settler, self.stats, tracer, source_name)
+            Worker(rules, self.senders, self.settler, self.stats, telemetry, source_name)
             for _ in range(settings.workers)
         ]
+        observe_stats(
+            telemetry.meter,
+            self.stats,
+            lambda: len(self.inflight),
+            source=source_name,
+            target_queues={n: queue_name(t.queue_url) for n, t in rules.targets.items()},
+            dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
+        )
+        self.health = (
+            HealthServer(
+                self.inflight,
+                self.stop,
+                window=settings.readiness_window_seconds,
+                registry=telemetry.prometheus_registry,
+            )
+            if settings.http_port is not None
+            else None
+        )
 
     async def run(self, *, exit_when_idle: float | None = None) -> Stats:
         """Run until ``self.stop`` is set (signal) or the source stayed empty ``exit_when_idle``
@@ -213,6 +249,9 @@ class Service:
         )
         self.stats.started_at = time.monotonic()
         self.inflight.last_message_at = time.monotonic()
+        if self.health is not None:
+            assert s.http_port is not None
+            await self.health.start(s.http_host, s.http_port)
         heartbeat = asyncio.create_task(self.acker.heartbeat(), name="visibility heartbeat")
         pollers = [asyncio.create_task(p.run(), name="poller") for p in self.pollers]
         workers = [asyncio.create_task(w.run(self.work), name="worker") for w in self.workers]
@@ -229,6 +268,8 @@ class Service:
             await self._shutdown(pollers, workers)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            if self.health is not None:
+                await self.health.stop()
         return self.stats
 
     async def _watch_idle(self, idle: float) -> None:
@@ -247,21 +288,22 @@ class Service:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_seconds
         log.info("shutting down: %d messages in flight", len(self.inflight))
-        # Idle pollers stop now; a receive in progress may finish (its messages are released
-        # below) for up to RECEIVE_GRACE, then is cancelled: an empty long poll returns nothing.
+        # Keep a slice of the budget to release what the drain could not settle.
+        reserve = min(ABORT_RESERVE, self.settings.shutdown_timeout_seconds / 4)
+        # Idle pollers stop now. A receive in progress is let finish (a long poll ends within
+        # FANOUT_WAIT_TIME_SECONDS) and what it brings is released below: cancelling it could
+        # strand messages the server already made invisible, until their visibility timeout.
         for poller, task in zip(self.pollers, pollers, strict=True):
             poller.stopping = True
             if not poller.receiving:
                 task.cancel()
-        await asyncio.wait(pollers, timeout=min(RECEIVE_GRACE, self._left(deadline) / 4))
+        await asyncio.wait(pollers, timeout=max(0.0, self._left(deadline) - reserve))
         for task in [*pollers, *workers]:
             task.cancel()
         await asyncio.gather(*pollers, *workers, return_exceptions=True)
         # Received but never processed: visible again now, not after the visibility timeout.
         while not self.work.empty():
             self.acker.release(self.work.get_nowait())
-        # Keep a slice of the budget to release what the drain could not settle.
-        reserve = min(ABORT_RESERVE, self.settings.shutdown_timeout_seconds / 4)
         try:
             async with asyncio.timeout(max(0.0, self._left(deadline) - reserve)):
                 await self._drain()

@@ -7,6 +7,7 @@ accepted its copy, or when the DLQ accepted a record of what failed.
 from __future__ import annotations
 
 import logging
+import time
 
 from fanout.acker import Acker
 from fanout.dlq import DeadLetters, build_record, delivery_failure_record
@@ -14,15 +15,23 @@ from fanout.inflight import InFlight, Received
 from fanout.retry import Failure
 from fanout.sender import Copy
 from fanout.stats import Stats
+from fanout.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
 
 class Settler:
-    def __init__(self, acker: Acker, inflight: InFlight, stats: Stats) -> None:
+    def __init__(
+        self,
+        acker: Acker,
+        inflight: InFlight,
+        stats: Stats,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self._acker = acker
         self._inflight = inflight
         self._stats = stats
+        self._instruments = (telemetry or Telemetry.off()).instruments
         self.dead_letters: DeadLetters | None = None  # wired by the service (it needs us first)
 
     def expect(self, message: Received, copies: int) -> None:
@@ -42,6 +51,9 @@ class Settler:
         if message.failures:
             self._dead_letters().write(message, delivery_failure_record(message))
         else:
+            if message.sent_timestamp_ms is not None:  # end to end: every target has its copy
+                lag = time.time() - message.sent_timestamp_ms / 1000
+                self._instruments.lag.record(max(0.0, lag))
             self._acker.delete(message)
 
     def dead_letter(self, message: Received, reason: str, code: str, detail: str) -> None:

@@ -14,8 +14,10 @@ Faults are a list of composable :class:`FaultRule` objects, tried in insertion o
 A rule that matches a request wraps the rest of the chain (later rules, then the real
 upstream) like a middleware: it may short-circuit (:class:`ErrorResponse`), delay
 (:class:`Delay`), or rewrite the request and response around the upstream call
-(:class:`FailEntries`). New faults (blackholes, connection resets, seeded random
-schedules, ...) are new subclasses; the proxy itself does not need to change.
+(:class:`FailEntries`), drop the connection (:class:`Reset`), or observe (:class:`Tap`).
+:class:`During` limits a rule to a time window and :class:`RandomFaults` is a seeded random
+schedule over other rules (:func:`sqs_faults` lists one of each fault the reliability
+scenarios use).
 
 Error wire format (checked against botocore 1.40 ``parsers.BaseJSONParser._do_error_parse``
 and ``handlers._handle_sqs_compatible_error``). SQS is ``awsQueryCompatible``, so an error is::
@@ -37,9 +39,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
+import random
+import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -118,7 +123,7 @@ class SqsRequest:
     headers: CIMultiDict[str]  # already stripped of hop-by-hop headers
     method: str
     path_qs: str
-    http: web.Request  # the underlying request, e.g. for a future Reset rule's transport
+    http: web.Request  # the underlying request
 
     @property
     def queue_url(self) -> str | None:
@@ -143,6 +148,9 @@ class Reply:
     status: int
     headers: CIMultiDict[str]
     body: bytes
+    # Not None: send only this many body bytes (0: not even the status line), then reset the
+    # connection. The client cannot tell whether upstream applied the request.
+    reset_after: int | None = None
 
     @classmethod
     def json(cls, status: int, payload: Mapping[str, Any], **headers: str) -> Reply:
@@ -307,24 +315,213 @@ class FailEntries(FaultRule):
 
 @dataclass
 class Delay(FaultRule):
-    """Sleep before passing the request on (to exercise client timeouts and slowness)."""
+    """Sleep before passing the request on (to exercise client timeouts and slowness).
+
+    ``after_upstream``: sleep after upstream answered instead, so the request *was* applied
+    when the client times out (a latency spike on the way back). ``on_hold`` is called as the
+    sleep starts: a test can act while the request is held (e.g. kill the client there).
+    """
 
     operation: str | None
     seconds: float
     _: KW_ONLY
     queue: str | None = None
     times: int | None = 1
+    after_upstream: bool = False
+    on_hold: Callable[[SqsRequest], None] | None = None
     hits: int = field(default=0, init=False)
 
     async def apply(self, req: SqsRequest, call_next: Next) -> Reply:
+        if not self.after_upstream:
+            self._hold(req)
+            await asyncio.sleep(self.seconds)
+            return await call_next(req)
+        reply = await call_next(req)
+        self._hold(req)
         await asyncio.sleep(self.seconds)
-        return await call_next(req)
+        return reply
+
+    def _hold(self, req: SqsRequest) -> None:
+        if self.on_hold is not None:
+            self.on_hold(req)
 
 
-# Future rules slot in here as further FaultRule subclasses, e.g.
-#   Blackhole: ``await asyncio.Event().wait()`` so the client times out (never call_next).
-#   Reset:     ``req.http.transport.abort()`` (optionally after call_next) for a TCP reset.
-#   Seeded random schedules: a rule wrapping others and delegating via random.Random(seed).
+@dataclass
+class Reset(FaultRule):
+    """Reset the TCP connection.
+
+    ``mid_response`` (default): upstream applies the request, then the connection drops after
+    half the response body, so the client sees a broken response to a call that happened.
+    Otherwise the connection drops before anything is forwarded (an endpoint that is down).
+    """
+
+    operation: str | None = None
+    mid_response: bool = True
+    _: KW_ONLY
+    queue: str | None = None
+    times: int | None = 1
+    hits: int = field(default=0, init=False)
+
+    async def apply(self, req: SqsRequest, call_next: Next) -> Reply:
+        if not self.mid_response:
+            return Reply(0, CIMultiDict(), b"", reset_after=0)
+        reply = await call_next(req)
+        reply.reset_after = max(1, len(reply.body) // 2)
+        return reply
+
+
+@dataclass
+class Tap(FaultRule):
+    """No fault: shows each matching request (and later its reply) to callbacks, e.g. to record
+    what upstream accepted or to time an action on a given operation."""
+
+    operation: str | None = None
+    on_request: Callable[[SqsRequest], None] | None = None
+    on_reply: Callable[[SqsRequest, Reply], None] | None = None
+    _: KW_ONLY
+    queue: str | None = None
+    times: int | None = None
+    hits: int = field(default=0, init=False)
+
+    async def apply(self, req: SqsRequest, call_next: Next) -> Reply:
+        if self.on_request is not None:
+            self.on_request(req)
+        reply = await call_next(req)
+        if self.on_reply is not None:
+            self.on_reply(req, reply)
+        return reply
+
+
+@dataclass
+class During(FaultRule):
+    """``rule`` only inside a time window: from ``start`` to ``start + duration`` seconds after
+    this wrapper was created (or :meth:`restart` was called), e.g. a target that throttles for
+    30 s, or an endpoint that is down for 20 s and then comes back."""
+
+    rule: FaultRule
+    start: float = 0.0
+    duration: float = math.inf
+    _: KW_ONLY
+    operation: str | None = None
+    queue: str | None = None
+    times: int | None = None
+    hits: int = field(default=0, init=False)
+    t0: float = field(default_factory=time.monotonic, init=False)
+
+    def restart(self) -> None:
+        self.t0 = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    @property
+    def active(self) -> bool:
+        return self.start <= self.elapsed < self.start + self.duration
+
+    @property
+    def over(self) -> bool:
+        return self.elapsed >= self.start + self.duration
+
+    def matches(self, req: SqsRequest) -> bool:
+        return self.active and super().matches(req) and self.rule.matches(req)
+
+    def claim(self, req: SqsRequest) -> bool:
+        if self.exhausted or not self.active or not super().matches(req):
+            return False
+        if not self.rule.claim(req):
+            return False
+        self.hits += 1
+        return True
+
+    async def apply(self, req: SqsRequest, call_next: Next) -> Reply:
+        return await self.rule.apply(req, call_next)
+
+
+def describe(rule: FaultRule) -> str:
+    """Short label of a fault, for schedules' tallies: ``ErrorResponse(ThrottlingException)``."""
+    detail = getattr(rule, "code", None)
+    if isinstance(rule, FailEntries):
+        fault = "Sender" if rule.sender_fault else "Receiver"
+        detail = f"{rule.operation}:{rule.code};{fault}"
+    elif isinstance(rule, Reset):
+        detail = "mid-response" if rule.mid_response else "before-upstream"
+    elif isinstance(rule, Delay):
+        detail = f"{rule.seconds:g}s" + (" after-upstream" if rule.after_upstream else "")
+    return f"{type(rule).__name__}({detail})" if detail else type(rule).__name__
+
+
+@dataclass
+class RandomFaults(FaultRule):
+    """A seeded random schedule: each matching request is faulted with probability ``rate`` by
+    one of ``faults`` (picked with ``weights`` among those whose own operation/queue filters
+    match the request). The faults' ``times`` budgets are ignored; ``injected`` tallies what
+    was applied (see :func:`describe`), ``seen`` the requests that were eligible."""
+
+    faults: Sequence[FaultRule]
+    rate: float = 0.1
+    seed: int = 0
+    _: KW_ONLY
+    weights: Sequence[float] | None = None
+    operation: str | None = None
+    queue: str | None = None
+    times: int | None = None
+    hits: int = field(default=0, init=False)
+    seen: int = field(default=0, init=False)
+    injected: collections.Counter[str] = field(default_factory=collections.Counter, init=False)
+    _rng: random.Random = field(init=False, repr=False)
+    _chosen: dict[int, FaultRule] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.weights is not None and len(self.weights) != len(self.faults):
+            raise ValueError("weights must have one entry per fault")
+        self._rng = random.Random(self.seed)
+
+    def claim(self, req: SqsRequest) -> bool:
+        if self.exhausted or not super().matches(req):
+            return False
+        indexes = [i for i, f in enumerate(self.faults) if f.matches(req)]
+        if not indexes:
+            return False
+        self.seen += 1
+        if self._rng.random() >= self.rate:
+            return False
+        weights = None if self.weights is None else [self.weights[i] for i in indexes]
+        fault = self.faults[self._rng.choices(indexes, weights)[0]]
+        # apply() runs right after claim() with no await in between: hand the choice over.
+        self._chosen[id(req)] = fault
+        self.injected[describe(fault)] += 1
+        self.hits += 1
+        return True
+
+    async def apply(self, req: SqsRequest, call_next: Next) -> Reply:
+        return await self._chosen.pop(id(req)).apply(req, call_next)
+
+
+def sqs_faults(*, spike_seconds: float | None = None) -> list[FaultRule]:
+    """One of every fault the reliability scenarios inject (``times=None``: for schedules).
+
+    ``spike_seconds``: add a latency spike of that length after upstream applied the request
+    (pick it beyond the client's read timeout)."""
+    faults: list[FaultRule] = [
+        ErrorResponse(None, 500, "InternalError", times=None),
+        ErrorResponse(None, 503, "ServiceUnavailable", times=None),
+        ErrorResponse(None, 400, "ThrottlingException", True, times=None),
+        ErrorResponse(None, 403, "RequestThrottled", True, times=None),
+        ErrorResponse(None, 400, "KMS.ThrottlingException", True, times=None),
+        FailEntries("SendMessageBatch", "InternalError", False, max_entries=3, times=None),
+        FailEntries("SendMessageBatch", "InvalidParameterValue", True, max_entries=1, times=None),
+        FailEntries("DeleteMessageBatch", "InternalError", False, max_entries=3, times=None),
+        # An expired receipt handle: the message is not deleted and comes back.
+        FailEntries(
+            "DeleteMessageBatch", "ReceiptHandleIsInvalid", True, max_entries=2, times=None
+        ),
+        Reset(None, mid_response=True, times=None),
+        Reset(None, mid_response=False, times=None),
+    ]
+    if spike_seconds is not None:
+        faults.append(Delay(None, spike_seconds, after_upstream=True, times=None))
+    return faults
 
 
 # --------------------------------------------------------------------------------------
@@ -430,7 +627,7 @@ class FaultProxy:
 
     # -- request path ----------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         target = request.headers.get("X-Amz-Target", "")
         operation = target.removeprefix(TARGET_PREFIX) if target else UNKNOWN_OPERATION
@@ -447,6 +644,8 @@ class FaultProxy:
         self.requests.append((operation, req.body))
         # Snapshot so add()/clear() during an in-flight request cannot reorder its chain.
         reply = await self._dispatch(req, tuple(self.rules), 0)
+        if reply.reset_after is not None:
+            return await _reset(request, reply)
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
 
     async def _dispatch(self, req: SqsRequest, rules: tuple[FaultRule, ...], start: int) -> Reply:
@@ -479,6 +678,19 @@ class FaultProxy:
             return Reply.json(502, {"__type": "BadGateway", "message": repr(exc)})
 
 
+async def _reset(request: web.Request, reply: Reply) -> web.StreamResponse:
+    """Send ``reply.reset_after`` bytes of the reply (none: not even the status), then abort."""
+    transport = request.transport
+    response = web.StreamResponse(status=reply.status or 200, headers=reply.headers)
+    if reply.reset_after:
+        response.content_length = len(reply.body)
+        await response.prepare(request)
+        await response.write(reply.body[: reply.reset_after])
+    if transport is not None:
+        transport.abort()
+    return response  # aiohttp finds the connection closed and writes nothing more
+
+
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(raw) if raw else {}
@@ -490,11 +702,17 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 __all__ = [
     "SQS_ERROR_SHAPES",
     "Delay",
+    "During",
     "ErrorResponse",
     "FailEntries",
     "FaultProxy",
     "FaultRule",
     "Next",
+    "RandomFaults",
     "Reply",
+    "Reset",
     "SqsRequest",
+    "Tap",
+    "describe",
+    "sqs_faults",
 ]

@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 import pytest
-from opentelemetry.trace import NoOpTracer
 
 from fanout.dlq import DeadLetters
 from fanout.events import Event, InvalidEvent, parse_event
@@ -36,6 +35,7 @@ from fanout.inflight import InFlight, Received
 from fanout.rules import RuleError, RuleSet, load_rules
 from fanout.settle import Settler
 from fanout.stats import Stats
+from fanout.telemetry import Telemetry
 from fanout.worker import Worker
 from tests.harness import Harness, conversation, dumps, ids_of, simplified
 
@@ -313,7 +313,7 @@ async def test_a_worker_survives_a_message_it_cannot_even_dead_letter(tmp_path: 
         on_written=settler.ack,
         on_failed=settler.abandon,
     )
-    worker = Worker(rules_for(tmp_path), {}, settler, stats, NoOpTracer(), "source")
+    worker = Worker(rules_for(tmp_path), {}, settler, stats, Telemetry.off(), "source")
     work: asyncio.Queue[Received] = asyncio.Queue()
     poison = Received("m-1", "rh-1", '{"a": "\udc80"}')
     after = Received("m-2", "rh-2", "not json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,9 +11,20 @@ from typing import TYPE_CHECKING, Any
 import aioboto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from multidict import CIMultiDict
 
-from tests.faultproxy import Delay, ErrorResponse, FailEntries, FaultProxy
+from tests.faultproxy import (
+    Delay,
+    During,
+    ErrorResponse,
+    FailEntries,
+    FaultProxy,
+    RandomFaults,
+    Reset,
+    Tap,
+    sqs_faults,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -318,3 +330,113 @@ async def test_short_circuit_keeps_later_rule_budget(
 
     assert codes == ["ServiceUnavailable", "RequestThrottled"]
     assert (first.hits, second.hits) == (1, 1)
+
+
+async def test_reset_mid_response_applies_upstream(
+    proxy: FaultProxy, sqs: SQSClient, direct: SQSClient, queue_url: str
+) -> None:
+    rule = proxy.add(Reset("SendMessage"))
+
+    with pytest.raises((ClientError, BotoCoreError)) as info:
+        await sqs.send_message(QueueUrl=queue_url, MessageBody="applied")
+
+    assert not isinstance(info.value, ClientError)  # a broken connection, not an AWS error
+    assert rule.hits == 1
+    assert await _drain_bodies(direct, queue_url) == ["applied"]  # upstream did apply it
+
+
+async def test_reset_before_upstream_forwards_nothing(
+    proxy: FaultProxy, sqs: SQSClient, direct: SQSClient, queue_url: str
+) -> None:
+    proxy.add(Reset("SendMessage", mid_response=False))
+
+    with pytest.raises(BotoCoreError):
+        await sqs.send_message(QueueUrl=queue_url, MessageBody="never")
+
+    assert proxy.forwarded == []
+    await sqs.send_message(QueueUrl=queue_url, MessageBody="later")  # budget spent
+    assert await _drain_bodies(direct, queue_url) == ["later"]
+
+
+async def test_delay_after_upstream_beyond_read_timeout(
+    session: aioboto3.Session, proxy: FaultProxy, direct: SQSClient, queue_url: str
+) -> None:
+    held: list[str] = []
+    proxy.add(
+        Delay("SendMessage", 1.5, after_upstream=True, on_hold=lambda r: held.append(r.operation))
+    )
+    config = NO_RETRY.merge(Config(read_timeout=0.5))
+    async with session.client(
+        "sqs",
+        endpoint_url=proxy.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=config,
+    ) as client:
+        with pytest.raises(BotoCoreError, match="timeout"):
+            await client.send_message(QueueUrl=queue_url, MessageBody="slow")
+
+    assert held == ["SendMessage"]
+    assert await _drain_bodies(direct, queue_url) == ["slow"]  # applied despite the timeout
+
+
+async def test_tap_sees_request_and_reply(
+    proxy: FaultProxy, sqs: SQSClient, queue_url: str
+) -> None:
+    seen: list[tuple[str, int]] = []
+    proxy.add(
+        Tap(
+            "SendMessageBatch",
+            on_request=lambda r: seen.append((r.operation, -1)),
+            on_reply=lambda r, reply: seen.append((r.operation, reply.status)),
+        )
+    )
+    await sqs.send_message_batch(QueueUrl=queue_url, Entries=_batch("a"))
+    await sqs.send_message(QueueUrl=queue_url, MessageBody="untapped")
+
+    assert seen == [("SendMessageBatch", -1), ("SendMessageBatch", 200)]
+
+
+async def test_during_window(proxy: FaultProxy, sqs: SQSClient, queue_url: str) -> None:
+    window = proxy.add(
+        During(ErrorResponse("SendMessage", 403, "RequestThrottled", True, times=None), 0.3, 0.4)
+    )
+    await sqs.send_message(QueueUrl=queue_url, MessageBody="before")
+    while not window.active:
+        await asyncio.sleep(0.02)
+    with pytest.raises(ClientError) as info:
+        await sqs.send_message(QueueUrl=queue_url, MessageBody="inside")
+    assert info.value.response["Error"]["Code"] == "RequestThrottled"
+    while not window.over:
+        await asyncio.sleep(0.02)
+    await sqs.send_message(QueueUrl=queue_url, MessageBody="after")
+
+    assert window.hits == 1
+
+
+async def test_random_faults_seeded_rate_and_filters(
+    proxy: FaultProxy, sqs: SQSClient, queue_url: str
+) -> None:
+    def run_schedule(seed: int) -> list[bool]:
+        schedule = RandomFaults(sqs_faults(), rate=0.3, seed=seed)
+        return [schedule.claim(_fake_request("ReceiveMessage")) for _ in range(200)]
+
+    first = run_schedule(5)
+    assert first == run_schedule(5)  # seeded: the same decisions
+    assert first != run_schedule(6)
+    assert 40 <= sum(first) <= 80  # ~30 % of 200
+
+    # Only faults whose own filter matches are eligible: nothing here fits GetQueueUrl.
+    only_batch = proxy.add(RandomFaults([FailEntries(times=None)], rate=1.0, seed=1))
+    await sqs.get_queue_attributes(QueueUrl=queue_url)
+    assert (only_batch.seen, only_batch.hits) == (0, 0)
+    resp = await sqs.send_message_batch(QueueUrl=queue_url, Entries=_batch("x"))
+    assert [f["Id"] for f in resp["Failed"]] == ["x"]
+    assert only_batch.injected == {"FailEntries(SendMessageBatch:InternalError;Receiver)": 1}
+
+
+def _fake_request(operation: str) -> Any:
+    from tests.faultproxy import SqsRequest
+
+    return SqsRequest(operation, {}, b"", CIMultiDict(), "POST", "/", None)  # type: ignore[arg-type]

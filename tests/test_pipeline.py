@@ -499,25 +499,30 @@ async def test_without_dlq_failed_messages_stay_for_redrive(
 
 
 async def test_process_span_per_event_with_an_sdk_tracer(harness: Harness) -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
+
+    from fanout.telemetry import Instruments, Telemetry
 
     h = harness
     urls = await setup(h)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter = NoOpMeterProvider().get_meter("test")
+    telemetry = Telemetry(provider.get_tracer("test"), meter, Instruments.create(meter), True)
     sent = simplified("critical", channel="chat")
     unmatched = simplified("low", channel="fax", outcome="x")
     await h.send(urls["source"], [dumps(sent), dumps(unmatched), "junk"])
-    await h.run_until_idle(urls["settings"], tracer=provider.get_tracer("test"))
-    spans = exporter.get_finished_spans()
+    await h.run_until_idle(urls["settings"], telemetry=telemetry)
+    spans = [s for s in exporter.get_finished_spans() if s.name.startswith("process ")]
     source_name = queue_name(urls["source"])
     assert {s.name for s in spans} == {f"process {source_name}"}
     assert {s.kind for s in spans} == {SpanKind.CONSUMER}
-    outcomes = {s.attributes.get("fanout.event_id"): s.attributes["fanout.outcome"] for s in spans}
+    outcomes = {s.attributes.get("fanout.event.id"): s.attributes["fanout.outcome"] for s in spans}
     assert outcomes == {sent["id"]: "sent", unmatched["id"]: "unmatched", None: "dlq"}
 
 

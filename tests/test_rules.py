@@ -615,3 +615,49 @@ def test_file_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert load_rules(write(tmp_path, text), env={}).rules[0].id == "r1"  # exactly at the limit
     err = load_error(write(tmp_path, text + "#"))
     assert f"more than the {len(text.encode())} allowed" in str(err)
+
+
+# --- pattern: rules ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        '{detail: {tags: {priority: [critical, {prefix: "hi"}]}}}',
+        """'{"detail": {"tags": {"priority": ["critical", {"prefix": "hi"}]}}}'""",
+    ],
+    ids=["yaml-mapping", "json-string"],
+)
+def test_pattern_rules_match(tmp_path: Path, pattern: str) -> None:
+    rules = ruleset(
+        tmp_path,
+        ABC + f"rules:\n  - {{id: p, pattern: {pattern}, targets: [a]}}\n"
+        "  - {id: j, condition: detail.tags.priority == 'critical', targets: [b]}\n",
+    )
+    assert rules.rules[0].kind == "pattern" and rules.rules[1].kind == "jmespath"
+    assert rules.rules[0].plan.indexed
+    assert rules.match(simplified("critical")).rule_ids == ("p", "j")
+    assert rules.match(simplified("high")).rule_ids == ("p",)
+    assert rules.match(simplified("normal")).rule_ids == ()
+
+
+@pytest.mark.parametrize(
+    ("rule", "fragments"),
+    [
+        (
+            '{id: r1, pattern: {detail: {n: [{numeric: [">", x]}]}}, targets: [a]}',
+            ["invalid event pattern at detail.n[0].numeric[1]", "must be a number"],
+        ),
+        ("{id: r1, pattern: '{not json', targets: [a]}", ["not valid JSON"]),
+        (
+            "{id: r1, condition: x, pattern: {a: [1]}, targets: [a]}",
+            ["has both condition: and pattern:", "keep one"],
+        ),
+        ("{id: r1, targets: [a]}", ["missing key 'condition'", "or 'pattern:'"]),
+    ],
+)
+def test_pattern_load_errors(tmp_path: Path, rule: str, fragments: list[str]) -> None:
+    err = load_error(write(tmp_path, A + f"rules:\n  - {rule}\n"))
+    assert err.where == "rule 'r1'" and err.fix
+    for fragment in fragments:
+        assert fragment in str(err)

@@ -1,0 +1,1 @@
+"""Benchmarks and the generated inputs they share with the tests (run from the repo root)."""

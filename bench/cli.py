@@ -1,0 +1,435 @@
+"""``python -m bench``: the bench suite (``make bench`` runs ``suite`` with its defaults).
+
+    python -m bench suite [--events 20000] [--parts stub,profile,localstack,open,sweeps] ...
+    python -m bench plot RESULTS.json [--out DIR]      # table + plots again from a results file
+
+Every part runs each measured system in its own process on the same events; see
+bench/README.md for what each number means and how the reference run was made."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import report, sqsenv
+from bench.closed import ClosedResult, Knobs, Prepared, closed_loop, idle_cpu, prepare, run_stub
+from bench.openloop import WARMUP_EVENTS, open_loop
+from bench.profile import STAGES, split
+from bench.workload import REPO, Workload
+
+ALL_PARTS = ("stub", "profile", "localstack", "open", "sweeps")
+ALL_SWEEPS = ("concurrency", "rules", "size", "linger")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
+
+
+def _words(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    s = sub.add_parser("suite", help="run the bench suite (the default command)")
+    s.add_argument("--parts", type=_words, default=list(ALL_PARTS), help=",".join(ALL_PARTS))
+    s.add_argument("--sweeps", type=_words, default=list(ALL_SWEEPS), help=",".join(ALL_SWEEPS))
+    s.add_argument("--events", type=int, default=20_000, help="closed-loop events (N)")
+    s.add_argument("--sync-events", type=int, default=2_000, help="bound for the sync baseline")
+    s.add_argument("--profile-events", type=int, default=5_000)
+    s.add_argument("--seed", type=int, default=0, help="workload seed")
+    s.add_argument(
+        "--repeat", type=int, default=1, help="runs of each system per backend (median used)"
+    )
+    s.add_argument("--rules", default="shipped", help="'shipped' (rules.yaml) or a rule count")
+    s.add_argument("--pollers", type=int, default=4, help="FANOUT_POLLERS (and naive pollers)")
+    s.add_argument("--workers", type=int, default=4, help="FANOUT_WORKERS")
+    s.add_argument("--linger-ms", type=float, default=20.0, help="FANOUT_LINGER_MS")
+    s.add_argument("--max-in-flight", type=int, default=1000, help="FANOUT_MAX_IN_FLIGHT")
+    s.add_argument("--wait-time-seconds", type=int, default=2, help="FANOUT_WAIT_TIME_SECONDS")
+    s.add_argument("--exit-when-idle", type=float, default=1.0, help="fanout's drain-mode idle")
+    s.add_argument("--endpoint-url", default="http://127.0.0.1:4566", help="LocalStack")
+    s.add_argument(
+        "--open-rates",
+        type=_floats,
+        default=[0.25, 0.5, 0.75, 0.9],
+        help="open-loop rates as shares of fanout's measured max",
+    )
+    s.add_argument("--max-rate", type=float, help="events/s to take as max (else measured)")
+    s.add_argument("--open-seconds", type=float, default=15.0, help="seconds per open-loop rate")
+    s.add_argument("--sweep-events", type=int, default=4_000, help="events per sweep point")
+    s.add_argument("--sweep-pollers", type=_ints, default=[1, 2, 4, 8])
+    s.add_argument("--sweep-workers", type=_ints, default=[1, 4])
+    s.add_argument("--sweep-rules", type=_words, default=["3", "10", "100", "1000"])
+    s.add_argument(
+        "--sweep-rules-1000-events",
+        type=int,
+        default=1_000,
+        help="events for the 1000-rule point (its matching is slow)",
+    )
+    s.add_argument(
+        "--sweep-sizes",
+        type=_ints,
+        default=[1024, 65_536, 921_600],
+        help="message sizes in bytes (1 KB = the generator's natural size)",
+    )
+    s.add_argument(
+        "--sweep-size-bytes-cap",
+        type=int,
+        default=150_000_000,
+        help="bytes per size point: caps the events of the big sizes",
+    )
+    s.add_argument("--sweep-lingers", type=_floats, default=[0.0, 20.0, 50.0])
+    s.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest")
+    s.add_argument("--no-plots", action="store_true")
+    p = sub.add_parser("plot", help="print the tables and redraw the plots of a results file")
+    p.add_argument("results", type=Path)
+    p.add_argument("--out", type=Path, help="plot directory (default: next to the file)")
+    return parser
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace, console: Console, progress: Progress) -> None:
+        self.args = args
+        self.console = console
+        self.progress = progress
+        self.task = progress.add_task("bench", total=None)
+        self.knobs = Knobs(
+            pollers=args.pollers,
+            workers=args.workers,
+            linger_ms=args.linger_ms,
+            wait_time_seconds=args.wait_time_seconds,
+            exit_when_idle=args.exit_when_idle,
+            max_in_flight=args.max_in_flight,
+        )
+        self.results: dict[str, Any] = {"closed": [], "open": [], "sweeps": {}, "headline": []}
+        self.failures: list[str] = []
+        self._idle: dict[tuple[str, str, Knobs], float] = {}
+        self.workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
+
+    def step(self, text: str) -> None:
+        self.progress.update(self.task, description=text)
+        self.progress.advance(self.task)
+
+    def record(self, result: ClosedResult, bucket: list[dict[str, Any]]) -> ClosedResult:
+        bucket.append(result.row())
+        status = "ok" if result.ok else "[red]FAILED CHECK[/red]"
+        self.console.print(
+            f"  {result.system:<7} {result.backend:<10} {result.events:>6} events "
+            f"{result.events_per_s:>8.0f} ev/s  {result.calls_per_event:.3f} calls/ev  "
+            f"{result.cpu_us_per_event:>7.0f} µs CPU/ev  {status}"
+        )
+        if not result.ok:
+            self.failures.append(
+                f"{result.system} on {result.backend} ({result.workload}): {result.correctness}"
+            )
+        return result
+
+    async def idle(self, system: str, prep: Prepared, knobs: Knobs) -> float:
+        key = (system, prep.workload.rules, knobs)
+        if key not in self._idle:
+            self._idle[key] = await idle_cpu(system, prep, knobs)
+        return self._idle[key]
+
+    async def closed(
+        self,
+        system: str,
+        backend: str,
+        prep: Prepared,
+        knobs: Knobs,
+        bucket: list[dict[str, Any]],
+        note: str = "",
+        **extra: Any,
+    ) -> ClosedResult:
+        self.step(f"{system} on {backend}: {len(prep.bodies)} events")
+        idle = await self.idle(system, prep, knobs)
+        result = await closed_loop(
+            system,
+            backend,
+            prep,
+            knobs,
+            endpoint=self.args.endpoint_url,
+            idle=idle,
+            note=note,
+        )
+        result.extra.update(extra)
+        return self.record(result, bucket)
+
+    def prep(self, workload: Workload) -> Prepared:
+        self.step(f"generating {workload.label}")
+        return prepare(workload, self.workdir)
+
+    async def run(self) -> dict[str, Any]:
+        a = self.args
+        self.results["machine"] = report.machine_info(
+            a.endpoint_url if "localstack" in a.parts or "open" in a.parts else None
+        )
+        self.results["config"] = {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
+        }
+        main = self.prep(Workload(a.events, a.seed, None, a.rules))
+        sync_note = f"first {min(a.sync_events, a.events)}"
+        by: dict[tuple[str, str], ClosedResult] = {}
+        localstack_up = self._localstack_up() if {"localstack", "open"} & set(a.parts) else False
+
+        if "stub" in a.parts:
+            self.console.rule("closed loop on the stub (fanout's own CPU)")
+            await self.compare("stub", main, sync_note, by)
+        if "profile" in a.parts:
+            self.console.rule("profile (cProfile) on the stub")
+            self.step("fanout under cProfile")
+            await self.profile(main.first(a.profile_events), by.get(("fanout", "stub")))
+        if "localstack" in a.parts and localstack_up:
+            self.console.rule(f"closed loop on LocalStack ({a.endpoint_url})")
+            async with sqsenv.client(a.endpoint_url) as c:
+                url = (await c.create_queue(QueueName=f"{sqsenv.run_prefix()}-rtt"))["QueueUrl"]
+                rtt = await sqsenv.round_trip(c, url)
+                await c.delete_queue(QueueUrl=url)
+            self.results["sqs_round_trip_ms"] = round(rtt * 1000, 2)
+            self.console.print(f"  SQS round trip (SendMessage, median): {rtt * 1000:.1f} ms")
+            await self.compare("localstack", main, sync_note, by)
+        max_rate = a.max_rate or (
+            by[("fanout", "localstack")].events_per_s if ("fanout", "localstack") in by else None
+        )
+        self.results["max_rate"] = max_rate
+        if "open" in a.parts and localstack_up and max_rate:
+            self.console.rule("open loop on LocalStack (latency)")
+            rates = [max_rate * s for s in a.open_rates]
+            rows = await self.open_loop(rates, a.open_seconds, self.knobs, max_rate)
+            self.results["open"] = rows
+        if "sweeps" in a.parts:
+            await self.sweeps(main, max_rate, localstack_up)
+        self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        self.results["headline"] = self.headline(by)
+        return self.results
+
+    async def compare(
+        self, backend: str, main: Prepared, sync_note: str, by: dict[tuple[str, str], ClosedResult]
+    ) -> None:
+        """The three systems, interleaved, ``--repeat`` times; ``by`` gets each one's median
+        run by events/s (the machine is noisy: repeats show how much)."""
+        runs: dict[str, list[ClosedResult]] = {}
+        for _ in range(self.args.repeat):
+            for system in ("fanout", "naive", "sync"):
+                prep = main.first(self.args.sync_events) if system == "sync" else main
+                note = sync_note if system == "sync" else ""
+                result = await self.closed(
+                    system, backend, prep, self.knobs, self.results["closed"], note
+                )
+                runs.setdefault(system, []).append(result)
+        for system, results in runs.items():
+            ranked = sorted(results, key=lambda r: r.events_per_s)
+            by[(system, backend)] = ranked[len(ranked) // 2]
+
+    def _localstack_up(self) -> bool:
+        url = f"{self.args.endpoint_url}/_localstack/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                services = json.loads(r.read()).get("services", {})
+            ok = services.get("sqs") in ("available", "running")
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            self.console.print(
+                f"[yellow]LocalStack not reachable at {self.args.endpoint_url}: LocalStack parts "
+                "skipped (start it with `make localstack`)[/yellow]"
+            )
+            self.results.setdefault("skipped", []).append("localstack")
+        return ok
+
+    async def open_loop(
+        self, rates: list[float], seconds: float, knobs: Knobs, max_rate: float | None
+    ) -> list[dict[str, Any]]:
+        needed = sum(max(1, int(r * seconds)) for r in rates) + WARMUP_EVENTS
+        prep = prepare(Workload(needed, self.args.seed + 1, None, self.args.rules), self.workdir)
+        results, summary = await open_loop(
+            prep,
+            rates,
+            seconds,
+            knobs,
+            self.args.endpoint_url,
+            max_rate=max_rate,
+            progress=self.step,
+        )
+        rows = []
+        for r in results:
+            row = r.row()
+            row["fanout_sqs_calls"] = summary.get("sqs_calls")
+            rows.append(row)
+            ok = "ok" if r.correctness["ok"] else "[red]FAILED CHECK[/red]"
+            self.console.print(
+                f"  {r.rate:>7.0f}/s (achieved {r.achieved_rate:.0f}) linger {r.linger_ms:g}: "
+                f"p50 {r.p50_ms:.0f} p95 {r.p95_ms:.0f} p99 {r.p99_ms:.0f} max {r.max_ms:.0f} ms "
+                f"({r.copies} copies) {ok}"
+            )
+            if not r.correctness["ok"]:
+                self.failures.append(f"open loop at {r.rate}/s: {r.correctness}")
+        return rows
+
+    async def profile(self, prep: Prepared, measured: ClosedResult | None) -> None:
+        path = self.workdir / "fanout.prof"
+        await run_stub("fanout", prep, self.knobs, profile=path)
+        result = split(path)
+        base = measured.cpu_us_per_event if measured else None
+        result["events"] = len(prep.bodies)
+        result["us_per_event"] = (
+            {s: round(result["shares"][s] * base, 1) for s in STAGES} if base else {}
+        )
+        self.results["profile"] = result
+        self.console.print(
+            "  shares: " + ", ".join(f"{k} {v * 100:.0f}%" for k, v in result["shares"].items())
+        )
+
+    async def sweeps(self, main: Prepared, max_rate: float | None, localstack_up: bool) -> None:
+        a = self.args
+        sweeps = self.results["sweeps"]
+        if "concurrency" in a.sweeps:
+            backend = "localstack" if localstack_up else "stub"
+            self.console.rule(f"sweep: pollers x workers (fanout, {backend})")
+            prep = main.first(a.sweep_events)
+            rows = sweeps["concurrency"] = []
+            for p in a.sweep_pollers:
+                for w in a.sweep_workers:
+                    await self.closed(
+                        "fanout", backend, prep, replace(self.knobs, pollers=p, workers=w), rows
+                    )
+        if "rules" in a.sweeps:
+            self.console.rule("sweep: rule count (fanout CPU on the stub)")
+            rows = sweeps["rules"] = []
+            for n in a.sweep_rules:
+                events = a.sweep_rules_1000_events if int(n) >= 1000 else a.sweep_events
+                prep = self.prep(Workload(events, a.seed, None, n))
+                await self.closed("fanout", "stub", prep, self.knobs, rows, rules=n)
+        if "size" in a.sweeps:
+            self.console.rule("sweep: message size (fanout CPU on the stub)")
+            rows = sweeps["size"] = []
+            for size in a.sweep_sizes:
+                events = max(50, min(a.sweep_events, a.sweep_size_bytes_cap // size))
+                pad = None if size <= 1024 else size
+                prep = (
+                    main.first(events)
+                    if pad is None
+                    else self.prep(Workload(events, a.seed, pad, a.rules))
+                )
+                await self.closed("fanout", "stub", prep, self.knobs, rows, size=size)
+        if "linger" in a.sweeps and localstack_up and max_rate:
+            self.console.rule("sweep: linger (open loop at 50% of max, LocalStack)")
+            rows = []
+            for linger in a.sweep_lingers:
+                rows += await self.open_loop(
+                    [max_rate * 0.5],
+                    a.open_seconds,
+                    replace(self.knobs, linger_ms=linger),
+                    max_rate,
+                )
+            sweeps["linger"] = rows
+
+    def headline(self, by: dict[tuple[str, str], ClosedResult]) -> list[str]:
+        lines = []
+        rtt = self.results.get("sqs_round_trip_ms")
+        for backend in ("localstack", "stub"):
+            f = by.get(("fanout", backend))
+            if f is None:
+                continue
+            for base, target in (("sync", 10.0), ("naive", 1.5)):
+                b = by.get((base, backend))
+                if b is None or not b.events_per_s:
+                    continue
+                ratio = f.events_per_s / b.events_per_s
+                verdict = "meets" if ratio >= target else "[red]misses[/red]"
+                lines.append(
+                    f"{backend}: fanout {f.events_per_s:.0f} ev/s = {ratio:.1f}x {base} "
+                    f"({b.events_per_s:.0f} ev/s) - {verdict} the {target:g}x target"
+                )
+            excess = f.calls_per_event / f.min_calls_per_event - 1
+            verdict = "meets" if excess <= 0.10 else "[red]misses[/red]"
+            lines.append(
+                f"{backend}: fanout {f.calls_per_event:.3f} SQS calls/event vs minimum "
+                f"{f.min_calls_per_event:.3f} (+{excess * 100:.0f}%) - {verdict} the 10% target"
+            )
+            if backend == "stub":
+                verdict = "meets" if f.cpu_us_per_event <= 150 else "[red]misses[/red]"
+                lines.append(
+                    f"stub: fanout {f.cpu_us_per_event:.0f} µs CPU/event (net of start-up) - "
+                    f"{verdict} the 150 µs target"
+                )
+        half = [r for r in self.results.get("open", []) if r.get("share_of_max") == 0.5]
+        if half and rtt:
+            r = half[0]
+            bound = r["linger_ms"] + 3 * rtt
+            verdict = "meets" if r["p99_ms"] <= bound else "[red]misses[/red]"
+            lines.append(
+                f"latency at 50% load ({r['rate']:.0f}/s): p99 {r['p99_ms']:.0f} ms vs linger + 3 "
+                f"round trips = {bound:.0f} ms - {verdict} the target"
+            )
+        return lines
+
+
+async def suite(args: argparse.Namespace, console: Console) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        s = Suite(args, console, progress)
+        try:
+            results = await s.run()
+        finally:
+            shutil.rmtree(s.workdir, ignore_errors=True)
+    results["elapsed_seconds"] = round(time.time() - started, 1)
+    results["failures"] = s.failures
+    path = args.out / "results.json"
+    report.write_json(results, path)
+    report.render(results, console)
+    if not args.no_plots:
+        for png in report.plots(results, args.out):
+            console.print(f"plot: {png}")
+    console.print(f"results: {path}")
+    if s.failures:
+        for f in s.failures:
+            console.print(f"[bold red]correctness check failed: {f}[/bold red]")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "suite")
+    args = build_parser().parse_args(argv)
+    # Tables are wide: keep them readable when the output goes to a file or a CI log.
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    if args.command == "plot":
+        results = json.loads(args.results.read_text())
+        report.render(results, console)
+        out = args.out or args.results.parent
+        out.mkdir(parents=True, exist_ok=True)
+        for png in report.plots(results, out):
+            console.print(f"plot: {png}")
+        return 0
+    try:
+        return asyncio.run(suite(args, console))
+    except KeyboardInterrupt:
+        return 130

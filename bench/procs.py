@@ -1,0 +1,132 @@
+"""Child processes: each measured system runs alone in its own process, and its CPU time and
+peak RSS come from ``wait4`` on that process only (never the bench's own work)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PY = sys.executable
+DUMMY_AWS = {
+    # Never real AWS: dummy credentials, and every client gets an explicit endpoint_url.
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass
+class ChildResult:
+    argv: list[str]
+    returncode: int
+    wall: float
+    user: float
+    system: float
+    maxrss_kb: int
+    stderr_tail: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+
+def child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_"))}
+    env.update(DUMMY_AWS)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env.update(extra)
+    return env
+
+
+class Child:
+    """A started child; ``wait`` reaps it with wait4 (its own rusage)."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> None:
+        self.argv = list(argv)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=dict(env),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stderr: list[str] = []
+        self.ready = threading.Event()
+        self._ready_text: str | None = None
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+            if self._ready_text and self._ready_text in line:
+                self.ready.set()
+        self.ready.set()
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        self._ready_text = text
+        if any(text in line for line in self.stderr):
+            return True
+        return self.ready.wait(timeout) and any(text in line for line in self.stderr)
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float | None = None) -> ChildResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                self.proc.kill()
+                deadline = None
+            time.sleep(0.02)
+        wall = time.monotonic() - self.started
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        out = self.proc.stdout.read() if self.proc.stdout else ""
+        self._reader.join(timeout=2)
+        return ChildResult(
+            self.argv,
+            self.proc.returncode,
+            wall,
+            usage.ru_utime,
+            usage.ru_stime,
+            usage.ru_maxrss,
+            "".join(self.stderr[-15:]),
+            out.splitlines(),
+        )
+
+
+@contextlib.contextmanager
+def stub_server(pool_file: Path, cwd: Path, max_wait: float = 0.5) -> Iterator[tuple[str, Child]]:
+    """The stub in its own process; yields (endpoint URL, child)."""
+    child = Child(
+        [PY, "-m", "bench.stub", "--pool", str(pool_file), "--max-wait", str(max_wait)],
+        child_env({}),
+        cwd,
+    )
+    try:
+        assert child.proc.stdout is not None
+        line = child.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            child.terminate()
+            raise RuntimeError(f"stub did not start: {line!r} {''.join(child.stderr)}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}", child
+    finally:
+        child.terminate()
+        child.wait(timeout=10)

@@ -1,0 +1,212 @@
+"""An instant SQS server (JSON protocol) on 127.0.0.1, in its own process, with counters.
+
+It answers ReceiveMessage from a pool of pre-generated bodies (each served once; a release with
+VisibilityTimeout 0 puts a message back), and SendMessageBatch / DeleteMessageBatch /
+ChangeMessageVisibilityBatch / GetQueueAttributes / GetQueueUrl with success at once. So the
+only work in a run is the consumer's own: its CPU per event is measured without an emulator.
+
+    python -m bench.stub --pool bodies.jsonl [--port 0] [--max-wait 0.5]
+
+prints ``PORT <n>`` once listening. ``GET /_bench/stats`` returns the counters: calls and
+entries per operation, copies per queue and event id, DLQ records by event id, and the time
+window from the first message served to the last delete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import hashlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+ACCOUNT = "000000000000"
+JSON_TYPE = "application/x-amz-json-1.0"
+EVENT_ID_ATTRIBUTE = "fanout.event_id"
+FAKE_MD5 = "0" * 32
+QUEUE_ATTRIBUTES = {
+    "MaximumMessageSize": "1048576",
+    "VisibilityTimeout": "60",
+    "ApproximateNumberOfMessages": "0",
+}
+
+
+class Stub:
+    def __init__(self, pool: list[str], max_wait: float) -> None:
+        self.pool = pool
+        self.md5 = [hashlib.md5(b.encode(), usedforsecurity=False).hexdigest() for b in pool]
+        self.max_wait = max_wait
+        self.next = 0
+        self.requeued: collections.deque[int] = collections.deque()
+        self.served = [0] * len(pool)
+        self.deleted = 0
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.entries: collections.Counter[str] = collections.Counter()
+        self.copies: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        self.dlq: dict[str, str] = {}
+        self.first_served: float | None = None
+        self.last_delete: float | None = None
+
+    # --- operations --------------------------------------------------------------------
+
+    def _take(self, most: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < most and self.requeued:
+            out.append(self.requeued.popleft())
+        while len(out) < most and self.next < len(self.pool):
+            out.append(self.next)
+            self.next += 1
+        return out
+
+    async def receive(self, req: dict[str, Any]) -> dict[str, Any]:
+        most = int(req.get("MaxNumberOfMessages", 1))
+        picked = self._take(most)
+        if not picked:
+            wait = min(float(req.get("WaitTimeSeconds", 0)), self.max_wait)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            picked = self._take(most)
+        if not picked:
+            return {}
+        if self.first_served is None:
+            self.first_served = time.time()
+        sent = str(int(time.time() * 1000))
+        messages = []
+        for i in picked:
+            self.served[i] += 1
+            messages.append(
+                {
+                    "MessageId": f"m-{i}",
+                    "ReceiptHandle": f"{i}.{self.served[i]}",
+                    "MD5OfBody": self.md5[i],
+                    "Body": self.pool[i],
+                    "Attributes": {
+                        "SentTimestamp": sent,
+                        "ApproximateReceiveCount": str(self.served[i]),
+                    },
+                }
+            )
+        return {"Messages": messages}
+
+    def send_batch(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = str(req["QueueUrl"]).rsplit("/", 1)[-1]
+        counts = self.copies[name]
+        ok = []
+        for entry in req["Entries"]:
+            body = entry["MessageBody"]
+            if name.endswith("-dlq"):
+                record = orjson.loads(body)
+                self.dlq[str(record.get("event_id"))] = str(record.get("reason"))
+            else:
+                attr = (entry.get("MessageAttributes") or {}).get(EVENT_ID_ATTRIBUTE)
+                eid = attr["StringValue"] if attr else orjson.loads(body)["id"]
+                counts[eid] += 1
+            ok.append({"Id": entry["Id"], "MessageId": "s", "MD5OfMessageBody": FAKE_MD5})
+        return {"Successful": ok, "Failed": []}
+
+    def send_one(self, req: dict[str, Any]) -> dict[str, Any]:
+        entry = dict(req, Id="0")
+        self.send_batch({"QueueUrl": req["QueueUrl"], "Entries": [entry]})
+        return {"MessageId": "s", "MD5OfMessageBody": FAKE_MD5}
+
+    def delete_batch(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.deleted += len(req["Entries"])
+        self.last_delete = time.time()
+        return {"Successful": [{"Id": e["Id"]} for e in req["Entries"]], "Failed": []}
+
+    def delete_one(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.deleted += 1
+        self.last_delete = time.time()
+        return {}
+
+    def change_visibility_batch(self, req: dict[str, Any]) -> dict[str, Any]:
+        for e in req["Entries"]:
+            if int(e.get("VisibilityTimeout", 1)) == 0:  # released: SQS would redeliver it
+                self.requeued.append(int(str(e["ReceiptHandle"]).split(".")[0]))
+        return {"Successful": [{"Id": e["Id"]} for e in req["Entries"]], "Failed": []}
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "pool": len(self.pool),
+            "served_messages": sum(self.served),
+            "redelivered": sum(max(0, s - 1) for s in self.served),
+            "deleted": self.deleted,
+            "calls": dict(self.calls),
+            "entries": dict(self.entries),
+            "copies": {q: dict(c) for q, c in self.copies.items()},
+            "dlq": self.dlq,
+            "first_served": self.first_served,
+            "last_delete": self.last_delete,
+        }
+
+    # --- HTTP --------------------------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method == "GET" and request.path == "/_bench/stats":
+            return web.Response(body=orjson.dumps(self.stats()), content_type="application/json")
+        target = request.headers.get("X-Amz-Target", "")
+        op = target.rsplit(".", 1)[-1]
+        req = orjson.loads(await request.read() or b"{}")
+        self.calls[op] += 1
+        self.entries[op] += len(req.get("Entries", ())) or 1
+        if op == "ReceiveMessage":
+            result = await self.receive(req)
+        elif op == "SendMessageBatch":
+            result = self.send_batch(req)
+        elif op == "SendMessage":
+            result = self.send_one(req)
+        elif op == "DeleteMessageBatch":
+            result = self.delete_batch(req)
+        elif op == "DeleteMessage":
+            result = self.delete_one(req)
+        elif op == "ChangeMessageVisibilityBatch":
+            result = self.change_visibility_batch(req)
+        elif op == "GetQueueAttributes":
+            result = {"Attributes": QUEUE_ATTRIBUTES}
+        elif op == "GetQueueUrl":
+            host = request.headers.get("Host", "127.0.0.1")
+            result = {"QueueUrl": f"http://{host}/{ACCOUNT}/{req['QueueName']}"}
+        else:
+            error = {"__type": "com.amazonaws.sqs#UnsupportedOperation", "message": op}
+            return web.Response(status=400, body=orjson.dumps(error), content_type=JSON_TYPE)
+        return web.Response(body=orjson.dumps(result), content_type=JSON_TYPE)
+
+
+async def serve(pool: list[str], port: int, max_wait: float) -> None:
+    stub = Stub(pool, max_wait)
+    server = web.Server(stub.handle, access_log=None)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, "127.0.0.1", port, backlog=1024)
+    print(f"PORT {listener.sockets[0].getsockname()[1]}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    listener.close()
+    await server.shutdown(1.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="instant SQS JSON-protocol stub for the bench")
+    parser.add_argument("--pool", type=Path, required=True, help="file of bodies, one JSON a line")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-wait", type=float, default=0.5, help="cap on long-poll waits")
+    args = parser.parse_args(argv)
+    pool = args.pool.read_text().splitlines() if args.pool.stat().st_size else []
+    try:
+        asyncio.run(serve(pool, args.port, args.max_wait))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Health endpoints on FANOUT_HTTP_PORT (aiohttp server): /healthz, /readyz, /metrics.
+
+/healthz answers from the event loop, so an answer means the loop is alive. /readyz asks more:
+a ReceiveMessage succeeded recently (unless backpressure is what holds the pollers) and the
+in-flight messages are settling. /metrics is the OpenTelemetry Prometheus exporter's registry,
+when OTEL_METRICS_EXPORTER includes ``prometheus``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from fanout.errors import StartupError
+from fanout.inflight import InFlight
+
+log = logging.getLogger(__name__)
+
+
+def not_ready_reason(
+    inflight: InFlight, *, window: float, stopping: bool, now: float | None = None
+) -> str | None:
+    """Why the service is not ready, or None when it is (pure; ``now`` is time.monotonic())."""
+    now = time.monotonic() if now is None else now
+    if stopping:
+        return "shutting down"
+    if len(inflight) and now - inflight.last_settled_at > window:
+        return (
+            f"stuck: {len(inflight)} messages in flight, none settled for "
+            f"{now - inflight.last_settled_at:.0f}s"
+        )
+    if inflight.free > 0:  # pollers are not held by backpressure: they should be receiving
+        if inflight.last_receive_ok_at is None:
+            return "no successful receive yet"
+        if now - inflight.last_receive_ok_at > window:
+            return f"no successful receive for {now - inflight.last_receive_ok_at:.0f}s"
+    return None
+
+
+class HealthServer:
+    def __init__(
+        self,
+        inflight: InFlight,
+        stop: asyncio.Event,
+        *,
+        window: float,
+        registry: Any = None,
+    ) -> None:
+        self._inflight = inflight
+        self._stop = stop
+        self._window = window
+        self._registry = registry
+        self._ready: bool | None = None
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        # No access log: a probe every few seconds is not a state change.
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise StartupError(
+                f"cannot serve health endpoints on {host}:{port}: {exc.strerror or exc} "
+                "(set FANOUT_HTTP_PORT / FANOUT_HTTP_HOST)"
+            ) from None
+        self.port = int(self._runner.addresses[0][1])
+        log.info("health endpoints on http://%s:%d (/healthz, /readyz, /metrics)", host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        reason = not_ready_reason(self._inflight, window=self._window, stopping=self._stop.is_set())
+        ready = reason is None
+        if ready != self._ready:  # log state changes, not probes
+            if ready:
+                log.info("ready")
+            elif self._ready is not None:
+                log.warning("not ready: %s", reason)
+            self._ready = ready
+        if reason is None:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"not ready: {reason}\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self._registry is None:
+            return web.Response(
+                status=404, text="metrics off: set OTEL_METRICS_EXPORTER=prometheus\n"
+            )
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        body = await asyncio.to_thread(generate_latest, self._registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response

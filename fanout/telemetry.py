@@ -1,0 +1,456 @@
+"""OpenTelemetry wiring: the one place that builds tracer and meter providers from the standard
+``OTEL_*`` environment, plus trace-context propagation through SQS message attributes.
+
+Stages get a ``Telemetry`` (tracer + instruments) passed in; nothing here is a global of ours.
+With nothing configured there is no exporter at all (no network attempt) and the tracer is the
+API's no-op one, so the hot path pays only for no-op calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import Counter, Histogram, Meter, Observation
+from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Span, SpanContext, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from fanout import __version__
+from fanout.errors import ConfigError
+from fanout.stats import Stats
+
+log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+TRACE_ATTRIBUTES = frozenset({TRACEPARENT, TRACESTATE})
+XRAY_HEADER = "X-Amzn-Trace-Id"
+SYSTEM = "aws_sqs"
+
+# Seconds: SQS calls take milliseconds, long polls up to 20 s, lag up to minutes.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+BATCH_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+
+# Stateless (the SDK's own objects); shared by every Telemetry.
+_W3C = TraceContextTextMapPropagator()
+_XRAY = AwsXRayPropagator()
+
+
+class _AttributeGetter(Getter[Mapping[str, Mapping[str, Any]]]):
+    """Reads W3C headers from SQS MessageAttributes ({name: {DataType, StringValue}})."""
+
+    def get(self, carrier: Mapping[str, Mapping[str, Any]], key: str) -> list[str] | None:
+        attr = carrier.get(key)
+        value = attr.get("StringValue") if attr is not None else None
+        return [value] if isinstance(value, str) else None
+
+    def keys(self, carrier: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _AttributeGetter()
+
+
+def producer_context(
+    attributes: Mapping[str, Mapping[str, Any]], aws_trace_header: str | None
+) -> Context | None:
+    """The producer's trace context: W3C ``traceparent`` message attribute, else the X-Ray
+    ``AWSTraceHeader`` system attribute; None when neither carries a valid one."""
+    if TRACEPARENT in attributes:
+        context = _W3C.extract(attributes, getter=_GETTER)
+    elif aws_trace_header:
+        context = _XRAY.extract({XRAY_HEADER: aws_trace_header})
+    else:
+        return None
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        return None
+    return context
+
+
+def trace_attributes(span: Span) -> dict[str, dict[str, Any]]:
+    """``traceparent`` (and ``tracestate`` when set) for ``span``, as SQS message attributes."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, context=trace.set_span_in_context(span))
+    return {k: {"DataType": "String", "StringValue": v} for k, v in carrier.items()}
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """The metrics recorded on the hot path: histograms, and one rare counter. The counters the
+    run's Stats already keeps are observed from it at collection time (``observe_stats``), so
+    counting an event costs nothing extra."""
+
+    operation_duration: Histogram
+    process_duration: Histogram
+    batch_entries: Histogram
+    lag: Histogram
+    injection_skipped: Counter
+
+    @classmethod
+    def create(cls, meter: Meter) -> Instruments:
+        return cls(
+            operation_duration=meter.create_histogram(
+                "messaging.client.operation.duration",
+                unit="s",
+                description="Duration of each SQS call (every attempt)",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            ),
+            process_duration=meter.create_histogram(
+                "messaging.process.duration",
+                unit="s",
+                description="Validate + match + hand-off time per event",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            ),
+            batch_entries=meter.create_histogram(
+                "fanout.batch.entries",
+                unit="{message}",
+                description="Entries per SendMessageBatch call (batch fill)",
+                explicit_bucket_boundaries_advisory=BATCH_BUCKETS,
+            ),
+            lag=meter.create_histogram(
+                "fanout.lag",
+                unit="s",
+                description="Source SentTimestamp to the last target accepting its copy",
+                explicit_bucket_boundaries_advisory=LAG_BUCKETS,
+            ),
+            injection_skipped=meter.create_counter(
+                "fanout.traceparent.skipped",
+                unit="{event}",
+                description="Events whose copies had no room for a traceparent attribute",
+            ),
+        )
+
+
+def observe_stats(
+    meter: Meter,
+    stats: Stats,
+    inflight: Callable[[], int],
+    *,
+    source: str,
+    target_queues: Mapping[str, str],
+    dlq_queue: str | None,
+) -> None:
+    """Counters read from the run's Stats when a reader collects (no cost per event).
+
+    Callbacks run on the exporter's thread: they copy each Counter (a C-level copy under the
+    GIL) before iterating."""
+
+    def counter(
+        name: str, unit: str, description: str, read: Callable[[], Iterable[Observation]]
+    ) -> None:
+        meter.create_observable_counter(
+            name, callbacks=[lambda _: read()], unit=unit, description=description
+        )
+
+    def sent() -> Iterable[Observation]:
+        per_queue: dict[str, int] = {}
+        for target, count in dict(stats.per_target).items():
+            queue = target_queues.get(target, target)
+            per_queue[queue] = per_queue.get(queue, 0) + count
+        if dlq_queue is not None:
+            per_queue[dlq_queue] = per_queue.get(dlq_queue, 0) + sum(dict(stats.dlq).values())
+        return [
+            Observation(n, {"messaging.system": SYSTEM, "messaging.destination.name": q})
+            for q, n in per_queue.items()
+        ]
+
+    def by(key: str, values: Mapping[str, int]) -> list[Observation]:
+        return [Observation(n, {key: k}) for k, n in dict(values).items()]
+
+    source_attributes = {"messaging.system": SYSTEM, "messaging.destination.name": source}
+    counter(
+        "messaging.client.sent.messages",
+        "{message}",
+        "Messages SQS accepted from SendMessageBatch (targets and DLQ)",
+        sent,
+    )
+    counter(
+        "messaging.client.consumed.messages",
+        "{message}",
+        "Messages received from the source queue",
+        lambda: [Observation(stats.received, source_attributes)],
+    )
+    counter(
+        "fanout.rule.matches",
+        "{event}",
+        "Events matched, per rule",
+        lambda: by("fanout.rule.id", stats.per_rule),
+    )
+    counter(
+        "fanout.copies",
+        "{message}",
+        "Copies accepted, per target",
+        lambda: by("fanout.target", stats.per_target),
+    )
+    counter(
+        "fanout.dlq.writes",
+        "{message}",
+        "DLQ records accepted, per reason",
+        lambda: by("fanout.dlq.reason", stats.dlq),
+    )
+    counter(
+        "fanout.unmatched",
+        "{event}",
+        "Events no rule matched",
+        lambda: [Observation(stats.unmatched, source_attributes)],
+    )
+    counter(
+        "fanout.retries",
+        "{retry}",
+        "Retried SQS calls and batch entries, per error code",
+        lambda: by("error.type", stats.retries),
+    )
+    meter.create_observable_gauge(
+        "fanout.inflight.messages",
+        callbacks=[lambda _: [Observation(inflight(), source_attributes)]],
+        unit="{message}",
+        description="Received but not yet deleted, released or abandoned",
+    )
+
+
+@dataclass
+class Telemetry:
+    """Tracer and instruments for one run, and what must be flushed at exit."""
+
+    tracer: Tracer
+    meter: Meter
+    instruments: Instruments
+    tracing: bool = False
+    prometheus_registry: Any = None  # prometheus_client.CollectorRegistry when /metrics is on
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @classmethod
+    def off(cls) -> Telemetry:
+        meter = metrics.NoOpMeterProvider().get_meter("fanout")
+        return cls(trace.NoOpTracer(), meter, Instruments.create(meter))
+
+    def shutdown(self) -> None:
+        """Flush and stop exporters (idempotent)."""
+        closers, self._closers = self._closers, []
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception:  # a collector that is down must not turn an exit into a crash
+                log.warning("telemetry shutdown failed", exc_info=True)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def _exporter_names(signal: str, env: Mapping[str, str]) -> list[str]:
+    """OTEL_{TRACES,METRICS}_EXPORTER as the SDK reads it, except the default: unset means
+    ``otlp`` only when an OTLP endpoint is set, else ``none`` (no surprise network attempt)."""
+    raw = env.get(f"OTEL_{signal.upper()}_EXPORTER")
+    if raw is None:
+        endpoint_vars = (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT",
+        )
+        raw = "otlp" if any(env.get(v) for v in endpoint_vars) else "none"
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    return [] if names in ([], ["none"]) else [n for n in names if n != "none"]
+
+
+def _entry_point_name(name: str, signal: str, env: Mapping[str, str]) -> str:
+    if name != "otlp":
+        return name
+    protocol = (
+        env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).strip()
+    by_protocol = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+    if protocol not in by_protocol:
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported '{protocol}' (use grpc or http/protobuf)"
+        )
+    return by_protocol[protocol]
+
+
+def _load_exporter(name: str, signal: str, env: Mapping[str, str]) -> Any:
+    """The exporter class registered under the SDK's entry-point group for ``signal``."""
+    point = _entry_point_name(name, signal, env)
+    group = f"opentelemetry_{signal}_exporter"
+    found = list(entry_points(group=group, name=point))
+    if not found:
+        raise ConfigError(
+            f"OTEL_{signal.upper()}_EXPORTER: unknown exporter '{name}' "
+            f"(use otlp, console or none{', prometheus' if signal == 'metrics' else ''})"
+        )
+    return found[0].load()
+
+
+def _resource(env: Mapping[str, str]) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (they win).
+    resource = Resource.create(
+        {
+            "service.version": __version__,
+            "service.instance.id": str(uuid.uuid4()),
+            "host.name": socket.gethostname(),
+            "process.pid": os.getpid(),
+        }
+    )
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "fanout"}))
+    return resource
+
+
+def setup_telemetry() -> Telemetry:
+    """Build providers from the standard OTEL_* variables (see README: Observability).
+
+    Always os.environ: the SDK's sampler, span processor and exporters read it themselves."""
+    env = os.environ
+    if _truthy(env.get("OTEL_SDK_DISABLED")):
+        log.info("OpenTelemetry disabled (OTEL_SDK_DISABLED=true): no traces, no metrics")
+        return Telemetry.off()
+    trace_names = _exporter_names("traces", env)
+    metric_names = _exporter_names("metrics", env)
+    if not trace_names and not metric_names:
+        log.info(
+            "tracing export is off: set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER "
+            "/ OTEL_METRICS_EXPORTER to export traces and metrics"
+        )
+        return Telemetry.off()
+
+    resource = _resource(env)
+    closers: list[Callable[[], None]] = []
+    tracer: Tracer = trace.NoOpTracer()
+    tracer_provider: Any = None
+    if trace_names:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (SDK default:
+        # parentbased_always_on); the processor from OTEL_BSP_*; exporters read their own vars.
+        tracer_provider = TracerProvider(resource=resource)
+        for name in trace_names:
+            exporter = _load_exporter(name, "traces", env)()
+            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        tracer = tracer_provider.get_tracer("fanout", __version__)
+        closers.append(tracer_provider.shutdown)
+    else:
+        log.info("tracing export is off (OTEL_TRACES_EXPORTER=none); metrics are exported")
+
+    meter_provider: Any = None
+    registry: Any = None
+    if metric_names:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+
+        readers: list[MetricReader] = []
+        for name in metric_names:
+            if name == "prometheus":
+                # Our own registry (not prometheus_client's global one), served on /metrics of
+                # FANOUT_HTTP_PORT instead of the exporter's separate HTTP server.
+                from opentelemetry.exporter.prometheus import PrometheusMetricReader
+                from prometheus_client import CollectorRegistry
+
+                registry = CollectorRegistry(auto_describe=True)
+                readers.append(PrometheusMetricReader(registry=registry))
+            else:
+                exporter = _load_exporter(name, "metrics", env)()
+                # Interval from OTEL_METRIC_EXPORT_INTERVAL; shutdown exports a last time.
+                readers.append(PeriodicExportingMetricReader(exporter))
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        meter = meter_provider.get_meter("fanout", __version__)
+        closers.append(meter_provider.shutdown)
+    else:
+        meter = metrics.NoOpMeterProvider().get_meter("fanout")
+
+    if tracer_provider is not None and "aiohttp-client" not in _disabled_instrumentations(env):
+        closers.append(_instrument_aiohttp(tracer_provider))
+
+    log.info(
+        "OpenTelemetry on: traces %s, metrics %s, service %s",
+        ",".join(trace_names) or "off",
+        ",".join(metric_names) or "off",
+        resource.attributes.get("service.name"),
+    )
+    return Telemetry(
+        tracer,
+        meter,
+        Instruments.create(meter),
+        tracing=tracer_provider is not None,
+        prometheus_registry=registry,
+        _closers=closers,
+    )
+
+
+def _disabled_instrumentations(env: Mapping[str, str]) -> Iterable[str]:
+    raw = env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {name.strip() for name in raw.split(",")}
+
+
+def _instrument_aiohttp(tracer_provider: Any) -> Callable[[], None]:
+    """HTTP client spans for the SDK's aiohttp requests, nested under the messaging span that
+    is current while the call runs. The exporters use requests/grpc, not aiohttp, and the SDK
+    exports under its suppress-instrumentation flag: their traffic never makes spans."""
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    instrumentor = AioHttpClientInstrumentor()
+    # Its HTTP metrics are left on the API's no-op meter: messaging.client.operation.duration
+    # already times every call, and they cost as much as the spans.
+    instrumentor.instrument(tracer_provider=tracer_provider)
+
+    def uninstrument() -> None:
+        instrumentor.uninstrument()
+
+    return uninstrument
+
+
+class CallObserver:
+    """Metrics and span events of one SQS batch call and its retries (``sqs.call_batch``)."""
+
+    __slots__ = ("_attributes", "_instruments", "_operation", "_span")
+
+    def __init__(self, span: Span, instruments: Instruments, operation: str, queue: str) -> None:
+        self._span = span
+        self._instruments = instruments
+        self._operation = operation
+        self._attributes = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.name": operation,
+            "messaging.destination.name": queue,
+        }
+
+    def attempt(self, seconds: float, error_type: str | None = None) -> None:
+        attributes = self._attributes
+        if error_type is not None:
+            attributes = {**attributes, "error.type": error_type}
+        self._instruments.operation_duration.record(seconds, attributes)
+
+    def retry(self, attempt: int, code: str, entries: int) -> None:
+        if self._span.is_recording():
+            self._span.add_event(
+                "retry",
+                {
+                    "fanout.attempt": attempt,
+                    "error.type": code,
+                    "messaging.batch.message_count": entries,
+                },
+            )
+
+
+def link_to(contexts: Iterable[SpanContext | None]) -> list[trace.Link]:
+    """Links to distinct valid span contexts (a batch's process spans)."""
+    seen: set[int] = set()
+    links: list[trace.Link] = []
+    for context in contexts:
+        if context is not None and context.is_valid and context.span_id not in seen:
+            seen.add(context.span_id)
+            links.append(trace.Link(context))
+    return links
