@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,9 @@ async def test_missing_target_queue_names_rules_file(harness: Harness, moto_endp
 
 
 async def test_unreachable_endpoint(harness: Harness) -> None:
+    """Transient start-up errors are retried, but a closed port still ends the start quickly."""
     urls = await queues(harness)
+    started = time.monotonic()
     code, _, err = await fanout(
         "--rules",
         urls["rules"],
@@ -114,6 +117,7 @@ async def test_unreachable_endpoint(harness: Harness) -> None:
     )
     assert code == 2
     assert "unreachable" in one_line_error(err)
+    assert time.monotonic() - started < 30
 
 
 async def test_bad_rules_file_stops_the_start(tmp_path: Path, moto_endpoint: str) -> None:
@@ -271,3 +275,26 @@ async def test_access_denied_at_start(harness: Harness, moto_endpoint: str) -> N
     assert code == 2
     line = one_line_error(err)
     assert "DLQ" in line and "access denied" in line and "FANOUT_DLQ_URL" in line
+
+
+async def test_no_credentials_is_one_clear_line_in_bounded_time(harness: Harness) -> None:
+    """Credentials come only from the standard provider chain; with none, one line, exit 2."""
+    urls = await queues(harness)
+    started = time.monotonic()
+    code, _, err = await fanout(
+        "--rules",
+        urls["rules"],
+        "--endpoint-url",
+        harness.endpoint,
+        "--source-queue-url",
+        urls["source"],
+        env={
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+        unset=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+    )
+    assert code == 2
+    assert "credentials" in one_line_error(err).lower()
+    assert time.monotonic() - started < 30
