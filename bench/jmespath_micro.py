@@ -6,7 +6,7 @@ Conditions: every rule's condition in rules.yaml plus a few other shapes rules u
 the synthetic Genesys generator's envelopes (fixed seed). Columns are µs per evaluation, the
 median of --repeat passes over all events: `jmespath.search(expr, event)`,
 `jmespath.compile(expr).search(event)` (parsed once), and
-`fanout.jmescompile.compile_expression(expr).search(event)`. Numbers, not assertions: the
+`fanout.rules.jmescompile.compile_expression(expr).search(event)`. Numbers, not assertions: the
 machine is shared, so run it a few times and compare within one run.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 import jmespath
 import yaml
 
-from fanout.jmescompile import compile_expression
-from fanout.synthetic import GenesysEventGenerator
+from fanout.local.synthetic import GenesysEventGenerator
+from fanout.rules.jmescompile import compile_expression
 
 EXTRA_CONDITIONS = [
     "starts_with(source, 'aws.partner/genesys.com')",

@@ -18,7 +18,7 @@ from bench.check import verify
 from bench.closed import Knobs, Prepared, system_argv
 from bench.procs import Child
 from bench.workload import REPO
-from fanout.synthetic import stamp
+from fanout.local.synthetic import stamp
 
 STAMP_KEY = "bench_sent_at"
 WARMUP_EVENTS = 40

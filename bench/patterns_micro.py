@@ -17,8 +17,8 @@ from typing import Any
 
 import jmespath
 
-from fanout.patterns import compile_pattern
-from fanout.synthetic import QUEUES, GenesysEventGenerator
+from fanout.local.synthetic import QUEUES, GenesysEventGenerator
+from fanout.rules.patterns import compile_pattern
 
 BODY = "detail.eventBody"
 QUEUE_IDS = [queue_id for _, queue_id in QUEUES]

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.rules_engine [--sizes 3,10,100,1000] [--events 2000] [--repeats 5]
 
 Rule sets come from bench/rulesets.py (realistic Genesys routes; the same routes as JMESPath
-conditions and as EventBridge patterns), events from fanout.synthetic (fixed seed). Each event
+conditions and as EventBridge patterns), events from fanout.local.synthetic (fixed seed). Each event
 is matched against the whole set with ``match: all`` semantics; per-event times give the median
 and p95, and of ``--repeats`` passes the least disturbed one (lowest median) is reported, as
 timeit does: the machine is shared. Methods:
@@ -11,8 +11,8 @@ timeit does: the machine is shared. Methods:
 * ``jmespath.search``: the library, ``jmespath.search(condition, event)`` per rule (its parse
   cache holds 128 expressions, so large sets re-parse: that is what naive code pays);
 * ``library pre-parsed``: ``jmespath.compile(condition)`` once, ``.search(event)`` per rule;
-* ``compiled``: fanout.jmescompile closures, every rule;
-* ``compiled + index``: ``RuleSet.match`` (fanout.ruleindex picks the candidates);
+* ``compiled``: fanout.rules.jmescompile closures, every rule;
+* ``compiled + index``: ``RuleSet.match`` (fanout.rules.index picks the candidates);
 * ``patterns`` / ``patterns + index``: the same for the EventBridge-pattern flavour.
 
 Every method's matches are checked against the others on every event. Results: a table on
@@ -37,9 +37,10 @@ from typing import Any
 import jmespath
 
 from bench.rulesets import Flavour, ruleset_yaml
-from fanout.jmescompile import compile_expression
-from fanout.rules import RuleSet, is_truthy, load_rules
-from fanout.synthetic import GenesysEventGenerator
+from fanout.local.synthetic import GenesysEventGenerator
+from fanout.rules import RuleSet, load_rules
+from fanout.rules.jmescompile import compile_expression
+from fanout.rules.model import is_truthy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV = {

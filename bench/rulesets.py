@@ -4,7 +4,7 @@
 routes, wrap-up code sets, media type + duration thresholds, source / detail-type prefixes,
 division routes, the original simplified shape, bare numeric thresholds, ``||`` of two
 equalities, and a few conditions no index can serve (``length()``, ``not_null()``). Ids come
-from ``fanout.synthetic``'s pools and the field paths are the ones ``GenesysEventGenerator``
+from ``fanout.local.synthetic``'s pools and the field paths are the ones ``GenesysEventGenerator``
 produces, so generated events really match.
 
 ``flavour="pattern"`` writes the same routes as EventBridge event patterns (``pattern:``);
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-from fanout.synthetic import DEFAULT_ORG_ID, DIVISIONS, QUEUES, WRAPUP_CODES
+from fanout.local.synthetic import DEFAULT_ORG_ID, DIVISIONS, QUEUES, WRAPUP_CODES
 
 Flavour = Literal["jmespath", "pattern"]
 

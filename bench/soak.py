@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
+from fanout.aws.client import create_client
 from fanout.service import Service, check_queues
-from fanout.sqs import create_client
 from tests.reliability import (
     LOCALSTACK_URL,
     account,

@@ -87,11 +87,11 @@ def collector() -> Iterator[str]:
 
 async def prepare(endpoint: str, events: int, seed: int) -> dict[str, Any]:
     """Fresh queues for one run, with ``events`` synthetic bodies in the source queue."""
+    from fanout.aws.client import create_client
     from fanout.config import Settings
-    from fanout.local import create_queues
+    from fanout.local.run import create_queues
+    from fanout.local.synthetic import DEMO_MIX, GenesysEventGenerator
     from fanout.rules import load_rules_unresolved
-    from fanout.sqs import create_client
-    from fanout.synthetic import DEMO_MIX, GenesysEventGenerator
 
     rules = load_rules_unresolved(RULES)
     settings = Settings(endpoint_url=endpoint, region="us-east-1")
@@ -123,7 +123,7 @@ def stub_spec(endpoint: str, events: int) -> dict[str, Any]:
 
 
 def stub_pool(path: Path, events: int, seed: int) -> Path:
-    from fanout.synthetic import DEMO_MIX, GenesysEventGenerator
+    from fanout.local.synthetic import DEMO_MIX, GenesysEventGenerator
 
     generator = GenesysEventGenerator(seed=seed, mix=DEMO_MIX, clock=time.time)
     bodies = [b.replace("\n", " ") for b in generator.bodies(events)]  # one body per line
@@ -132,8 +132,8 @@ def stub_pool(path: Path, events: int, seed: int) -> Path:
 
 
 async def cleanup(endpoint: str, spec: dict[str, Any]) -> None:
+    from fanout.aws.client import create_client
     from fanout.config import Settings
-    from fanout.sqs import create_client
 
     async with create_client(Settings(endpoint_url=endpoint, region="us-east-1")) as client:
         for url in [spec["source"], spec["dlq"], *spec["targets"].values()]:
@@ -142,11 +142,11 @@ async def cleanup(endpoint: str, spec: dict[str, Any]) -> None:
 
 async def child(spec: dict[str, Any]) -> dict[str, float]:
     """One measured run (in its own process)."""
+    from fanout.aws.client import create_client
     from fanout.config import Settings
+    from fanout.observability.telemetry import setup_telemetry
     from fanout.rules import load_rules_unresolved
     from fanout.service import Service, check_queues
-    from fanout.sqs import create_client
-    from fanout.telemetry import setup_telemetry
 
     telemetry = setup_telemetry()
     rules = load_rules_unresolved(RULES).with_queue_urls(spec["targets"])

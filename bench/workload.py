@@ -12,8 +12,8 @@ import orjson
 import yaml
 
 from fanout.events import parse_event
+from fanout.local.synthetic import GenesysEventGenerator
 from fanout.rules import load_rules_unresolved
-from fanout.synthetic import GenesysEventGenerator
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_RULES = REPO / "rules.yaml"

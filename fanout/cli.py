@@ -12,15 +12,16 @@ from typing import Any, TypeVar
 
 import orjson
 
-from fanout import __version__, rules_cli
+from fanout import __version__
+from fanout.aws.client import create_client
 from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
+from fanout.observability.stats import Stats, render_summary
+from fanout.observability.telemetry import Telemetry, setup_telemetry
+from fanout.rules import cli as rules_cli
 from fanout.rules import load_rules
 from fanout.service import Service, check_queues
 from fanout.signals import install_signal_handlers
-from fanout.sqs import create_client
-from fanout.stats import Stats, render_summary
-from fanout.telemetry import Telemetry, setup_telemetry
 
 T = TypeVar("T")
 
@@ -142,7 +143,7 @@ def run_command(args: argparse.Namespace) -> int:
         settings = load_settings(**overrides)
         configure_logging(settings.log_level, settings.log_format)
         if args.local:
-            from fanout.local import LocalOptions, run_local
+            from fanout.local.run import LocalOptions, run_local
 
             options = LocalOptions(
                 rate=args.rate,

@@ -24,21 +24,22 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from fanout.acker import Acker
-from fanout.batching import SQS_MAX_BYTES
+from fanout.aws.limits import MAX_MESSAGE_BYTES
+from fanout.aws.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
+from fanout.aws.urls import queue_name
 from fanout.config import Settings
-from fanout.dlq import DeadLetters
 from fanout.errors import StartupError
-from fanout.health import HealthServer
-from fanout.inflight import InFlight, Received
-from fanout.poller import Poller
-from fanout.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
-from fanout.rules import RuleSet, Target, queue_name
-from fanout.sender import Copy, QueueSender
-from fanout.settle import Settler
-from fanout.stats import Stats
-from fanout.telemetry import Telemetry, observe_stats
-from fanout.worker import Worker
+from fanout.observability.health import HealthServer
+from fanout.observability.stats import Stats
+from fanout.observability.telemetry import Telemetry, observe_stats
+from fanout.pipeline.acker import Acker
+from fanout.pipeline.dlq import DeadLetters
+from fanout.pipeline.inflight import InFlight, Received
+from fanout.pipeline.poller import Poller
+from fanout.pipeline.sender import Copy, QueueSender
+from fanout.pipeline.settle import Settler
+from fanout.pipeline.worker import Worker
+from fanout.rules import RuleSet, Target
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -115,7 +116,7 @@ async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) ->
                 f"endpoint {settings.endpoint_url or 'AWS'})"
             ) from None
         attributes = response.get("Attributes", {})
-        limits[ref.url] = int(attributes.get("MaximumMessageSize", SQS_MAX_BYTES))
+        limits[ref.url] = int(attributes.get("MaximumMessageSize", MAX_MESSAGE_BYTES))
         if ref.label == "source queue":
             source_has_redrive = "RedrivePolicy" in attributes
     if not settings.dlq_url and not source_has_redrive:
@@ -180,7 +181,7 @@ class Service:
                 stats=self.stats,
                 linger=settings.linger_seconds,
                 concurrency=settings.send_concurrency,
-                max_message_bytes=(queue_limits or {}).get(target.queue_url, SQS_MAX_BYTES),
+                max_message_bytes=(queue_limits or {}).get(target.queue_url, MAX_MESSAGE_BYTES),
                 telemetry=telemetry,
             )
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 
+from fanout.aws.client import create_client
 from fanout.config import Settings
+from fanout.observability.stats import Stats
 from fanout.rules import RuleSet, load_rules
 from fanout.service import Service, check_queues
-from fanout.sqs import create_client
-from fanout.stats import Stats
 
 GENESYS_SOURCE = "aws.partner/genesys.com/cloud/3b03b67a-2349-4a03-8b28-c8ac5c26c49a/prod"
 

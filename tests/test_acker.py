@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from fanout.acker import MAX_HOLD_TIMEOUTS, Acker
-from fanout.inflight import InFlight, Received
-from fanout.retry import Backoff
-from fanout.stats import Stats
+from fanout.aws.retry import Backoff
+from fanout.observability.stats import Stats
+from fanout.pipeline.acker import MAX_HOLD_TIMEOUTS, Acker
+from fanout.pipeline.inflight import InFlight, Received
 
 
 def acker(inflight: InFlight, stats: Stats) -> Acker:

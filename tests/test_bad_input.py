@@ -29,14 +29,14 @@ from typing import Any
 import orjson
 import pytest
 
-from fanout.dlq import DeadLetters
 from fanout.events import Event, InvalidEvent, parse_event
-from fanout.inflight import InFlight, Received
+from fanout.observability.stats import Stats
+from fanout.observability.telemetry import Telemetry
+from fanout.pipeline.dlq import DeadLetters
+from fanout.pipeline.inflight import InFlight, Received
+from fanout.pipeline.settle import Settler
+from fanout.pipeline.worker import Worker
 from fanout.rules import RuleError, RuleSet, load_rules
-from fanout.settle import Settler
-from fanout.stats import Stats
-from fanout.telemetry import Telemetry
-from fanout.worker import Worker
 from tests.harness import Harness, conversation, dumps, ids_of, simplified
 
 RULES = """

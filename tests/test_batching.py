@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.batching import (
-    SQS_MAX_BYTES,
+from fanout.aws.limits import MAX_MESSAGE_BYTES
+from fanout.pipeline.batching import (
     BatchBuffer,
     Batcher,
     BatchLimits,
@@ -19,7 +19,7 @@ from fanout.batching import (
     pack,
 )
 
-HALF = SQS_MAX_BYTES // 2
+HALF = MAX_MESSAGE_BYTES // 2
 
 
 def sizes_of(batches: list[list[int]], sizes: list[int]) -> list[int]:
@@ -34,8 +34,8 @@ def sizes_of(batches: list[list[int]], sizes: list[int]) -> list[int]:
         pytest.param([1] * 21, [10, 10, 1], id="21-entries"),
         pytest.param([HALF, HALF], [2], id="exactly-1MiB"),
         pytest.param([HALF, HALF + 1], [1, 1], id="1MiB-plus-1"),
-        pytest.param([SQS_MAX_BYTES], [1], id="one-entry-of-1MiB"),
-        pytest.param([SQS_MAX_BYTES - 9, *[1] * 9, 1], [10, 1], id="bytes-and-count-at-once"),
+        pytest.param([MAX_MESSAGE_BYTES], [1], id="one-entry-of-1MiB"),
+        pytest.param([MAX_MESSAGE_BYTES - 9, *[1] * 9, 1], [10, 1], id="bytes-and-count-at-once"),
         pytest.param([HALF, HALF + 1, 1, 1], [1, 3], id="overflow-starts-a-new-batch"),
         pytest.param([], [], id="empty"),
     ],
@@ -44,12 +44,12 @@ def test_pack(sizes: list[int], batch_lengths: list[int]) -> None:
     batches = pack(list(enumerate(sizes)))
     assert [len(b) for b in batches] == batch_lengths
     assert [i for b in batches for i in b] == list(range(len(sizes)))  # order kept
-    assert all(total <= SQS_MAX_BYTES for total in sizes_of(batches, sizes))
+    assert all(total <= MAX_MESSAGE_BYTES for total in sizes_of(batches, sizes))
 
 
 def test_entry_larger_than_a_batch_raises() -> None:
-    with pytest.raises(TooLarge, match=f"{SQS_MAX_BYTES + 1} bytes > {SQS_MAX_BYTES}"):
-        pack([("small", 10), ("huge", SQS_MAX_BYTES + 1)])
+    with pytest.raises(TooLarge, match=f"{MAX_MESSAGE_BYTES + 1} bytes > {MAX_MESSAGE_BYTES}"):
+        pack([("small", 10), ("huge", MAX_MESSAGE_BYTES + 1)])
 
 
 @settings(max_examples=100, deadline=None)

@@ -4,7 +4,7 @@ from collections import Counter
 
 from bench.check import verify
 from bench.openloop import STAMP_KEY, percentile, sent_at
-from fanout.synthetic import GenesysEventGenerator, stamp
+from fanout.local.synthetic import GenesysEventGenerator, stamp
 
 EXPECTED = {"e1": ("a", "b"), "e2": ("a",), "e3": ()}
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-import fanout.rules
+import fanout.rules.loader
 from fanout.errors import RulesError
-from fanout.rules import MAX_RULES_FILE_BYTES, MAX_YAML_NODES, load_rules
+from fanout.rules import load_rules
+from fanout.rules.loader import MAX_RULES_FILE_BYTES, MAX_YAML_NODES
 
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/"
 TARGET = f'targets:\n  a: {{queue_url: "{URL}a"}}\n'
@@ -219,7 +220,7 @@ def test_aliases_within_the_bound_still_load(tmp_path: Path) -> None:
 
 
 def test_expansion_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fanout.rules, "MAX_YAML_NODES", 9**5)
+    monkeypatch.setattr(fanout.rules.loader, "MAX_YAML_NODES", 9**5)
     # 3 levels, 9**4 strings in the last rule: under the bound, so the file reaches the schema
     # check (a rule's targets must be names, not lists); 4 levels, 9**5 strings: refused.
     with pytest.raises(RulesError) as under:

@@ -1,4 +1,4 @@
-"""The batch-call retry loop (fanout.sqs.call_batch) against a scripted fake call: no server."""
+"""The batch-call retry loop (fanout.aws.batch.call_batch) against a scripted fake call."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from fanout.retry import Backoff, Failure
-from fanout.sqs import call_batch
-from fanout.stats import Stats
+from fanout.aws.batch import call_batch
+from fanout.aws.retry import Backoff, Failure
+from fanout.observability.stats import Stats
 
 
 def client_error(code: str, status: int = 400) -> ClientError:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from fanout.rules import queue_name
+from fanout.aws.urls import queue_name
 from tests.faultproxy import ErrorResponse, FaultProxy
 from tests.harness import Harness, dumps, ids_of, simplified
 

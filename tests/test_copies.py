@@ -8,14 +8,14 @@ from typing import Any
 import jmespath
 import pytest
 
-from fanout.rules import FifoSettings, Target
-from fanout.sender import (
+from fanout.aws.limits import MAX_MESSAGE_ATTRIBUTES
+from fanout.pipeline.sender import (
     EVENT_ID_ATTRIBUTE,
-    SQS_MAX_MESSAGE_ATTRIBUTES,
     make_copies,
     make_copy,
     outgoing_attributes,
 )
+from fanout.rules import FifoSettings, Target
 from tests.data import dumps, received, sample
 
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/"
@@ -102,7 +102,7 @@ def test_outgoing_attributes(
 ) -> None:
     attrs = outgoing_attributes(source, event_id)
     assert attrs == expected
-    assert len(attrs) <= SQS_MAX_MESSAGE_ATTRIBUTES
+    assert len(attrs) <= MAX_MESSAGE_ATTRIBUTES
 
 
 def test_copy_without_attributes_has_no_attribute_key() -> None:

@@ -8,12 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
-from fanout.dlq import REASON_ATTRIBUTE, DeadLetters, build_record, delivery_failure_record
-from fanout.inflight import Received
-from fanout.retry import Failure
+from fanout.aws.retry import Failure
+from fanout.observability.stats import Stats
+from fanout.pipeline.dlq import REASON_ATTRIBUTE, DeadLetters, build_record, delivery_failure_record
+from fanout.pipeline.inflight import Received
+from fanout.pipeline.sender import EVENT_ID_ATTRIBUTE, Copy
 from fanout.rules import Target
-from fanout.sender import EVENT_ID_ATTRIBUTE, Copy
-from fanout.stats import Stats
 from tests.data import dumps, received, simplified
 
 # Receive shape, as ReceiveMessage returns it: recorded exactly as received.

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fanout.dlq import build_record
 from fanout.events import InvalidEvent, parse_event
-from fanout.inflight import Received
+from fanout.pipeline.dlq import build_record
+from fanout.pipeline.inflight import Received
+from fanout.pipeline.sender import make_copies
 from fanout.rules import RuleError, RuleSet, load_rules
-from fanout.sender import make_copies
 from tests.data import GENESYS_SAMPLES, sample
 from tests.harness import conversation, simplified
 

@@ -1,4 +1,4 @@
-"""fanout.jmescompile: the API the rule engine codes against, and the library quirks the
+"""fanout.rules.jmescompile: the API the rule engine codes against, and the library quirks the
 specialised shapes must keep (each checked against jmespath.search, the reference)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import jmespath
 import pytest
 from jmespath import exceptions
 
-from fanout.jmescompile import CompiledExpression, InvalidSliceStepError, compile_expression
+from fanout.rules.jmescompile import CompiledExpression, InvalidSliceStepError, compile_expression
 from tests.jsonsame import same_json
 
 EVENT = {

@@ -1,4 +1,4 @@
-"""The official JMESPath compliance suite against the compiled evaluator (fanout.jmescompile).
+"""The official JMESPath compliance suite against the compiled evaluator (fanout.rules.jmescompile).
 
 Every case must pass; the same cases must also give what `jmespath.search` gives (the library
 is the reference for the compiled evaluator). Bench cases have no expected result: they are
@@ -15,7 +15,7 @@ import jmespath
 import pytest
 from jmespath import exceptions
 
-from fanout.jmescompile import InvalidSliceStepError, compile_expression
+from fanout.rules.jmescompile import InvalidSliceStepError, compile_expression
 from tests.jsonsame import same_json
 
 # ../shared/jmespath-compliance relative to the repository root (CI has it there too).

@@ -1,4 +1,4 @@
-"""Differential property test: compiled JMESPath (fanout.jmescompile) vs `jmespath.search`.
+"""Differential property test: compiled JMESPath (fanout.rules.jmescompile) vs `jmespath.search`.
 
 Expressions come from a grammar over the same few field names the generated JSON documents
 use, so paths mostly hit; function calls get the right arity most of the time and arguments of
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jmespath.functions import Functions
 
-from fanout.jmescompile import compile_expression
+from fanout.rules.jmescompile import compile_expression
 from tests.jsonsame import same_json
 
 FIELDS = ["a", "b", "c", "d-e"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fanout.config import Settings
-from fanout.local import LocalOptions, run_local
+from fanout.local.run import LocalOptions, run_local
 
 pytestmark = pytest.mark.integration
 

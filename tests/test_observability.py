@@ -17,12 +17,12 @@ import aiohttp
 import orjson
 import pytest
 
+from fanout.aws.urls import queue_name
 from fanout.config import Settings
 from fanout.errors import ConfigError
-from fanout.health import not_ready_reason
-from fanout.inflight import InFlight, Received
-from fanout.rules import queue_name
-from fanout.telemetry import setup_telemetry
+from fanout.observability.health import not_ready_reason
+from fanout.observability.telemetry import setup_telemetry
+from fanout.pipeline.inflight import InFlight, Received
 from tests.harness import Harness, conversation, dumps, simplified
 from tests.otlp_receiver import OtlpReceiver, SpanView
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.patterns import (
+from fanout.rules.patterns import (
     PatternError,
     PatternTerm,
     compile_pattern,

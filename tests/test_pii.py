@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from fanout.rules import queue_name
+from fanout.aws.urls import queue_name
 from tests.harness import Harness, conversation, dumps
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from fanout.rules import queue_name
+from fanout.aws.urls import queue_name
 from tests.faultproxy import Delay, ErrorResponse, FailEntries, FaultProxy
 from tests.harness import Harness, conversation, dumps, ids_of, simplified
 
@@ -505,7 +505,7 @@ async def test_process_span_per_event_with_an_sdk_tracer(harness: Harness) -> No
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
 
-    from fanout.telemetry import Instruments, Telemetry
+    from fanout.observability.telemetry import Instruments, Telemetry
 
     h = harness
     urls = await setup(h)

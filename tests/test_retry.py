@@ -16,7 +16,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from fanout.retry import (
+from fanout.aws.retry import (
     Backoff,
     Failure,
     call_with_retry,

@@ -23,9 +23,10 @@ from jmespath.parser import ParsedResult, Parser
 
 from bench.rulesets import ruleset_yaml
 from fanout.errors import RulesError
-from fanout.ruleindex import NO_KEY, RuleIndex, RulePlan, json_key, plan_jmespath
-from fanout.rules import RuleError, RuleSet, is_truthy, load_rules
-from fanout.synthetic import GenesysEventGenerator
+from fanout.local.synthetic import GenesysEventGenerator
+from fanout.rules import RuleError, RuleSet, load_rules
+from fanout.rules.index import NO_KEY, RuleIndex, RulePlan, json_key, plan_jmespath
+from fanout.rules.model import is_truthy
 
 BENCH_ENV = {
     f"{t}_QUEUE_URL": f"https://sqs.us-east-1.amazonaws.com/123456789012/{t.lower()}"

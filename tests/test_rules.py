@@ -10,10 +10,12 @@ from typing import Any
 import jmespath
 import pytest
 
-import fanout.rules
+import fanout.rules.loader
+from fanout.aws.urls import queue_name
 from fanout.errors import ConfigError, RulesError
 from fanout.events import parse_event
-from fanout.rules import RuleError, RuleSet, is_truthy, load_rules, load_rules_unresolved
+from fanout.rules import RuleError, RuleSet, load_rules, load_rules_unresolved
+from fanout.rules.model import is_truthy
 from tests.data import dumps, sample, simplified
 
 SHIPPED = Path(__file__).resolve().parents[1] / "rules.yaml"
@@ -348,7 +350,7 @@ def test_fifo_settings(tmp_path: Path) -> None:
     implicit = targets["implicit"].fifo
     assert implicit is not None and implicit.deduplication == "event_id"
     assert targets["plain"].fifo is None
-    assert ledger.queue_name == "ledger.fifo"
+    assert queue_name(ledger.queue_url) == "ledger.fifo"
 
 
 # --- unresolved rules and rebinding ------------------------------------------------------------
@@ -611,7 +613,7 @@ def test_file_not_found(tmp_path: Path) -> None:
 
 def test_file_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = one_rule()
-    monkeypatch.setattr(fanout.rules, "MAX_RULES_FILE_BYTES", len(text.encode()))
+    monkeypatch.setattr(fanout.rules.loader, "MAX_RULES_FILE_BYTES", len(text.encode()))
     assert load_rules(write(tmp_path, text), env={}).rules[0].id == "r1"  # exactly at the limit
     err = load_error(write(tmp_path, text + "#"))
     assert f"more than the {len(text.encode())} allowed" in str(err)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from fanout.cli import build_parser, main
-from fanout.rules_cli import run_events
+from fanout.rules.cli import run_events
 from tests.data import dumps, sample, simplified
 
 ROOT = Path(__file__).resolve().parents[1]

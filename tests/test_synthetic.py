@@ -13,7 +13,7 @@ import jmespath
 import orjson
 import pytest
 
-from fanout.synthetic import (
+from fanout.local.synthetic import (
     BASE_TIME,
     DEFAULT_MIX,
     DEMO_MIX,

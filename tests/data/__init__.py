@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from fanout.events import InvalidEvent, parse_event
-from fanout.inflight import Received
+from fanout.pipeline.inflight import Received
 
 DATA = Path(__file__).parent
 GENESYS_SAMPLES = ("conversation_user_end", "audit", "presence")

@@ -1,4 +1,4 @@
-"""Differential test of fanout.patterns against LocalStack's EventBridge TestEventPattern.
+"""Differential test of fanout.rules.patterns against LocalStack's EventBridge TestEventPattern.
 
 Seeded generated patterns and events, plus the AWS doc examples, must get the same answer from
 `EventPattern.matches` and from LocalStack. Where LocalStack (2026.3.0, its Python rule engine)
@@ -21,7 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from fanout.patterns import EventPattern, PatternError, compile_pattern, values_at
+from fanout.rules.patterns import EventPattern, PatternError, compile_pattern, values_at
 from tests.test_patterns import DOC_EXAMPLES, EC2_EVENT
 
 SEED = 20261128

@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 import yaml
 
+from fanout.local.synthetic import GenesysEventGenerator, MalformedKind, Mix
 from fanout.rules import load_rules, load_rules_unresolved
-from fanout.synthetic import GenesysEventGenerator, MalformedKind, Mix
 from tests.e2e.conftest import MakeQueue, RouteToQueues
 from tests.harness import Harness, bodies_of, conversation, simplified
 

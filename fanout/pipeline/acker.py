@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, use_span
 
-from fanout.batching import Batcher
-from fanout.inflight import InFlight, Received
-from fanout.retry import EXPIRED_RECEIPT_CODES, Backoff, Failure
-from fanout.rules import queue_name
-from fanout.sqs import call_batch, settle_all
-from fanout.stats import Stats
-from fanout.telemetry import SYSTEM, CallObserver, Telemetry, link_to
+from fanout.aws.batch import call_batch, settle_all
+from fanout.aws.retry import EXPIRED_RECEIPT_CODES, Backoff, Failure
+from fanout.aws.urls import queue_name
+from fanout.observability.stats import Stats
+from fanout.observability.telemetry import SYSTEM, CallObserver, Telemetry, link_to
+from fanout.pipeline.batching import Batcher
+from fanout.pipeline.inflight import InFlight, Received
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -619,7 +619,7 @@ def _generate(
             lines.append(f"    if {number.format(slot)}:")
             lines.append(f"        mask |= GD{i}")
     lines.append("    return mask")
-    code = compile("\n".join(lines) + "\n", "<fanout.ruleindex>", "exec")
+    code = compile("\n".join(lines) + "\n", "<fanout.rules.index>", "exec")
     exec(code, env)  # noqa: S102 - generated from field-name reprs and our own tables only
     fn: Callable[[Mapping[str, Any]], int] = env["candidates"]
     return fn
@@ -817,7 +817,7 @@ class RuleIndex:
             lines.append(f"    elif v{slot}.__class__ is list:")
             lines.append(f"        mask |= _PFX(P{i}, L{i}, v{slot})")
         lines.append("    return mask")
-        code = compile("\n".join(lines) + "\n", "<fanout.ruleindex patterns>", "exec")
+        code = compile("\n".join(lines) + "\n", "<fanout.rules.index patterns>", "exec")
         exec(code, env)  # noqa: S102 - generated from field-name reprs and our own tables only
         fn: Callable[[Mapping[str, Any]], int] = env["candidates"]
         return fn

@@ -27,14 +27,14 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.text import Text
 
+from fanout.aws.client import create_client
 from fanout.config import Settings
+from fanout.local.synthetic import DEMO_MIX, GenesysEventGenerator
+from fanout.observability.stats import Stats
+from fanout.observability.telemetry import Telemetry
 from fanout.rules import RuleSet, load_rules_unresolved
 from fanout.service import Service, check_queues
 from fanout.signals import install_signal_handlers
-from fanout.sqs import create_client
-from fanout.stats import Stats
-from fanout.synthetic import DEMO_MIX, GenesysEventGenerator
-from fanout.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.trace import SpanKind, StatusCode, use_span
 
-from fanout.inflight import InFlight, Received
-from fanout.retry import Backoff, classify_exception
-from fanout.rules import queue_name
-from fanout.stats import Stats
-from fanout.telemetry import SYSTEM, Telemetry
+from fanout.aws.limits import MAX_RECEIVE
+from fanout.aws.retry import Backoff, classify_exception
+from fanout.aws.urls import queue_name
+from fanout.observability.stats import Stats
+from fanout.observability.telemetry import SYSTEM, Telemetry
+from fanout.pipeline.inflight import InFlight, Received
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
-SQS_MAX_RECEIVE = 10
 # SentTimestamp feeds lag; ApproximateReceiveCount goes into DLQ records; AWSTraceHeader is the
 # X-Ray trace context EventBridge may set.
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "AWSTraceHeader"]
@@ -75,7 +75,7 @@ class Poller:
         failures = 0
         while not self.stopping:
             # Backpressure: no receive until there is room for what it may return.
-            reserved = await self._inflight.reserve(SQS_MAX_RECEIVE)
+            reserved = await self._inflight.reserve(MAX_RECEIVE)
             admitted = 0
             pause = 0.0
             self.receiving = True

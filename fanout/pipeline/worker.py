@@ -16,12 +16,18 @@ from opentelemetry.trace import Link, Span, SpanKind, StatusCode, get_current_sp
 from opentelemetry.util.types import AttributeValue
 
 from fanout.events import InvalidEvent, parse_event
-from fanout.inflight import Received
+from fanout.observability.stats import Stats
+from fanout.observability.telemetry import (
+    SYSTEM,
+    TRACEPARENT,
+    Telemetry,
+    producer_context,
+    trace_attributes,
+)
+from fanout.pipeline.inflight import Received
+from fanout.pipeline.sender import QueueSender, make_copies
+from fanout.pipeline.settle import Settler
 from fanout.rules import RuleError, RuleSet
-from fanout.sender import QueueSender, make_copies
-from fanout.settle import Settler
-from fanout.stats import Stats
-from fanout.telemetry import SYSTEM, TRACEPARENT, Telemetry, producer_context, trace_attributes
 
 log = logging.getLogger(__name__)
 

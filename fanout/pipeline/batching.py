@@ -14,17 +14,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from fanout.aws.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SQS_MAX_BATCH_ENTRIES = 10
-SQS_MAX_BYTES = 1_048_576
-
-
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
-    max_entries: int = SQS_MAX_BATCH_ENTRIES
-    max_bytes: int = SQS_MAX_BYTES
+    max_entries: int = MAX_BATCH_ENTRIES
+    max_bytes: int = MAX_MESSAGE_BYTES
 
 
 class TooLarge(ValueError):

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from fanout.errors import StartupError
-from fanout.inflight import InFlight
+from fanout.pipeline.inflight import InFlight
 
 log = logging.getLogger(__name__)
 

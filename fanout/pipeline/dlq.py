@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
-from fanout.inflight import Received
-from fanout.retry import Failure
+from fanout.aws.retry import Failure
+from fanout.observability.stats import Stats
+from fanout.pipeline.inflight import Received
+from fanout.pipeline.sender import EVENT_ID_ATTRIBUTE, Copy, QueueSender, make_copy
 from fanout.rules import FifoSettings, Target
-from fanout.sender import EVENT_ID_ATTRIBUTE, Copy, QueueSender, make_copy
-from fanout.stats import Stats
 
 log = logging.getLogger(__name__)
 

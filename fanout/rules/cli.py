@@ -22,16 +22,9 @@ from jmespath.parser import ParsedResult
 
 from fanout.errors import ConfigError
 from fanout.events import InvalidEvent, parse_event
-from fanout.ruleindex import conjunction_terms, render
-from fanout.rules import (
-    Rule,
-    RuleError,
-    RuleSet,
-    evaluation_error,
-    is_truthy,
-    load_rules,
-    load_rules_unresolved,
-)
+from fanout.rules.index import conjunction_terms, render
+from fanout.rules.loader import load_rules, load_rules_unresolved
+from fanout.rules.model import Rule, RuleError, RuleSet, evaluation_error, is_truthy
 
 _RULE_FILE_SUFFIXES = (".yaml", ".yml")
 

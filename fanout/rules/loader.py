@@ -1,9 +1,4 @@
-"""Match stage (pure): load rules.yaml, compile conditions once, match events.
-
-A rule gives either a JMESPath ``condition:`` (compiled by fanout.jmescompile) or an
-EventBridge ``pattern:`` (fanout.patterns). Matching goes through a discriminating index
-(fanout.ruleindex) that only skips rules which cannot match, so results are those of testing
-every rule in file order.
+"""Loading rules.yaml: safe YAML, the file schema, ``${VAR}`` queue URLs, compiled conditions.
 
 Loading either returns a complete RuleSet or raises RulesError naming the file, the rule or
 target, and the fix — so a bad file stops the start before any message is touched.
@@ -11,12 +6,10 @@ target, and the fix — so a bad file stops the start before any message is touc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,9 +20,10 @@ from jmespath.functions import Functions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fanout.errors import RulesError
-from fanout.jmescompile import CompiledExpression, compile_expression
-from fanout.patterns import EventPattern, PatternError, compile_pattern, value_key
-from fanout.ruleindex import RuleIndex, RulePlan, plan_jmespath, plan_pattern
+from fanout.rules.index import plan_jmespath, plan_pattern
+from fanout.rules.jmescompile import CompiledExpression, compile_expression
+from fanout.rules.model import FifoSettings, Rule, RuleSet, Target
+from fanout.rules.patterns import EventPattern, PatternError, compile_pattern
 
 # A real rules file is a few KiB; 1 MiB (~9,000 rules) still loads in seconds with the
 # pure-Python YAML parser, while 5 MiB took most of a minute.
@@ -37,8 +31,6 @@ MAX_RULES_FILE_BYTES = 1024 * 1024
 # YAML nodes after alias expansion: bounds a billion-laughs file before anything walks it.
 MAX_YAML_NODES = 100_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# SQS accepts MessageGroupId / MessageDeduplicationId of 1-128 printable ASCII characters.
-_SQS_FIFO_ID = re.compile(r"[!-~]{1,128}")
 
 
 # --- file schema ---------------------------------------------------------------------------
@@ -80,190 +72,6 @@ _ALLOWED_KEYS = {
     "fifo": "message_group_id, deduplication",
     "": "match, targets, default_targets, rules",
 }
-
-
-# --- compiled model ------------------------------------------------------------------------
-
-
-def queue_name(url: str) -> str:
-    """The queue's name: the last path segment of its URL."""
-    return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class FifoSettings:
-    message_group_id: str | None
-    deduplication: Literal["event_id", "content"]
-    group_expression: CompiledExpression | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    name: str
-    queue_url: str
-    fifo: FifoSettings | None = None
-
-    @property
-    def queue_name(self) -> str:
-        return queue_name(self.queue_url)
-
-    def message_group_id(self, data: Mapping[str, Any]) -> str:
-        """FIFO group from the configured expression; the target name when it yields nothing."""
-        assert self.fifo is not None
-        expr = self.fifo.group_expression
-        value = expr.search(data) if expr is not None else None
-        if value is None or value == "" or isinstance(value, (dict, list, bool)):
-            return fifo_safe_id(self.name)
-        return fifo_safe_id(str(value))
-
-    def deduplication_id(self, event_id: str) -> str | None:
-        """Deterministic per (event, target): a redelivered event is not duplicated in FIFO."""
-        assert self.fifo is not None
-        if self.fifo.deduplication == "content":
-            return None
-        return hashlib.sha256(f"{event_id}\x00{self.name}".encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One rule. ``condition`` is the JMESPath text, or for a pattern rule the pattern as JSON."""
-
-    id: str
-    condition: str
-    targets: tuple[Target, ...]
-    description: str = ""
-    stop: bool = False
-    compiled: CompiledExpression | EventPattern | None = field(
-        default=None, compare=False, repr=False
-    )
-    plan: RulePlan = field(default_factory=lambda: RulePlan("jmespath"), compare=False, repr=False)
-
-    @property
-    def kind(self) -> Literal["jmespath", "pattern"]:
-        return "pattern" if isinstance(self.compiled, EventPattern) else "jmespath"
-
-    def test(self) -> Callable[[Mapping[str, Any]], bool]:
-        """The compiled predicate: True when the rule matches the event."""
-        compiled = self.compiled
-        if isinstance(compiled, EventPattern):
-            return compiled.matches
-        if compiled is None:
-            raise ValueError(f"rule '{self.id}' was not compiled")
-        search = compiled.search
-        return lambda data: is_truthy(search(data))
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    rule_ids: tuple[str, ...]
-    targets: tuple[Target, ...]
-    by_default: bool = False
-
-
-class RuleError(Exception):
-    """A condition raised while evaluating an event (e.g. a function got the wrong type)."""
-
-    def __init__(self, rule_id: str, message: str) -> None:
-        super().__init__(f"rule '{rule_id}': {message}")
-        self.rule_id = rule_id
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    path: str
-    mode: Literal["all", "first"]
-    rules: tuple[Rule, ...]
-    targets: Mapping[str, Target]
-    default_targets: tuple[Target, ...] = ()
-    index: RuleIndex = field(init=False, compare=False, repr=False)
-    # None: the index key is the whole condition, a candidate is a match.
-    _tests: tuple[Callable[[Mapping[str, Any]], bool] | None, ...] = field(
-        init=False, compare=False, repr=False
-    )
-
-    def __post_init__(self) -> None:
-        plans = [r.plan for r in self.rules]
-        object.__setattr__(self, "index", RuleIndex(plans, pattern_key=value_key))
-        tests = tuple(None if r.plan.complete else r.test() for r in self.rules)
-        object.__setattr__(self, "_tests", tests)
-
-    def match(self, data: Mapping[str, Any]) -> Match:
-        """Rules in file order; ``first`` stops at the first match, ``stop`` ends ``all``.
-
-        Only the index's candidates are tested: the others cannot match (nor raise).
-        """
-        matched: list[str] = []
-        targets: dict[str, Target] = {}
-        rules = self.rules
-        tests = self._tests
-        first = self.mode == "first"
-        mask = self.index.candidates(data)
-        while mask:
-            low = mask & -mask
-            mask ^= low
-            i = low.bit_length() - 1
-            test = tests[i]
-            if test is not None:
-                try:
-                    hit = test(data)
-                except Exception as exc:  # any failure is this event's, not the service's
-                    raise RuleError(rules[i].id, evaluation_error(exc)) from None
-                if not hit:
-                    continue
-            rule = rules[i]
-            matched.append(rule.id)
-            for target in rule.targets:
-                targets.setdefault(target.name, target)
-            if rule.stop or first:
-                break
-        if not matched:
-            return Match((), self.default_targets, by_default=bool(self.default_targets))
-        return Match(tuple(matched), tuple(targets.values()))
-
-    def with_queue_urls(self, urls: Mapping[str, str]) -> RuleSet:
-        """The same rules pointing at other queues (the embedded local run's own queues)."""
-        targets = {
-            name: Target(name, urls.get(name, t.queue_url), t.fifo)
-            for name, t in self.targets.items()
-        }
-
-        def rebind(items: tuple[Target, ...]) -> tuple[Target, ...]:
-            return tuple(targets[t.name] for t in items)
-
-        rules = tuple(
-            Rule(r.id, r.condition, rebind(r.targets), r.description, r.stop, r.compiled, r.plan)
-            for r in self.rules
-        )
-        return RuleSet(self.path, self.mode, rules, targets, rebind(self.default_targets))
-
-
-def evaluation_error(exc: Exception) -> str:
-    """Why a condition failed, without the event's values: they may be phone numbers."""
-    if isinstance(exc, jmespath_errors.JMESPathTypeError):
-        # Its str() quotes the offending value; keep only the types.
-        expected = " or ".join(exc.expected_types)
-        return f"{exc.function_name}() expects {expected}, got {exc.actual_type}"
-    if isinstance(exc, TypeError):
-        # jmespath lets `<`/`>` compare a string with a number and Python refuses; the
-        # message names only the types: "'>' not supported between instances of 'str' and..."
-        return f"values of the wrong type: {exc}"
-    return f"{type(exc).__name__} while evaluating the condition"
-
-
-def fifo_safe_id(text: str) -> str:
-    """``text`` if SQS accepts it as a FIFO id, else its SHA-256 (stable, and accepted)."""
-    if _SQS_FIFO_ID.fullmatch(text):
-        return text
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def is_truthy(value: Any) -> bool:
-    """JMESPath truthiness: false, null, "", [] and {} are false; 0 is true."""
-    if value is None or value is False:
-        return False
-    if isinstance(value, (str, list, dict)):
-        return len(value) > 0
-    return True
 
 
 # --- loading -------------------------------------------------------------------------------

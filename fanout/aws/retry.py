@@ -1,7 +1,7 @@
 """Retry decisions (pure): which SQS failures are worth another attempt, and how long to wait.
 
-The SDK's own retries are switched off (see ``fanout.sqs``) so that every retry is decided here,
-once, with the same classification for whole calls and for ``Failed`` batch entries.
+The SDK's own retries are switched off (see ``fanout.aws.client``) so that every retry is
+decided here, once, with the same classification for whole calls and for ``Failed`` batch entries.
 """
 
 from __future__ import annotations

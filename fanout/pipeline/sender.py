@@ -14,19 +14,26 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, StatusCode, use_span
 
-from fanout.batching import SQS_MAX_BYTES, Batcher, message_size
-from fanout.inflight import Received
-from fanout.retry import Backoff, Failure
-from fanout.rules import Target, queue_name
-from fanout.sqs import call_batch, settle_all
-from fanout.stats import Stats
-from fanout.telemetry import SYSTEM, TRACE_ATTRIBUTES, CallObserver, Telemetry, link_to
+from fanout.aws.batch import call_batch, settle_all
+from fanout.aws.limits import MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_BYTES
+from fanout.aws.retry import Backoff, Failure
+from fanout.aws.urls import queue_name
+from fanout.observability.stats import Stats
+from fanout.observability.telemetry import (
+    SYSTEM,
+    TRACE_ATTRIBUTES,
+    CallObserver,
+    Telemetry,
+    link_to,
+)
+from fanout.pipeline.batching import Batcher, message_size
+from fanout.pipeline.inflight import Received
+from fanout.rules import Target
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 EVENT_ID_ATTRIBUTE = "fanout.event_id"
-SQS_MAX_MESSAGE_ATTRIBUTES = 10
 
 
 @dataclass(slots=True, eq=False)
@@ -57,10 +64,10 @@ def outgoing_attributes(
             continue
         kept = {k: attr[k] for k in ("DataType", "StringValue", "BinaryValue") if k in attr}
         attrs[name] = kept
-    if event_id is not None and len(attrs) < SQS_MAX_MESSAGE_ATTRIBUTES:
+    if event_id is not None and len(attrs) < MAX_MESSAGE_ATTRIBUTES:
         attrs[EVENT_ID_ATTRIBUTE] = {"DataType": "String", "StringValue": event_id}
     for name, attr in (trace or {}).items():
-        if len(attrs) < SQS_MAX_MESSAGE_ATTRIBUTES:
+        if len(attrs) < MAX_MESSAGE_ATTRIBUTES:
             attrs[name] = attr
     return attrs
 
@@ -144,7 +151,7 @@ class QueueSender:
         stats: Stats,
         linger: float,
         concurrency: int,
-        max_message_bytes: int = SQS_MAX_BYTES,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.target = target

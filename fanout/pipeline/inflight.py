@@ -16,8 +16,8 @@ from typing import Any
 
 from opentelemetry.trace import SpanContext
 
+from fanout.aws.retry import Failure
 from fanout.events import Event
-from fanout.retry import Failure
 
 
 @dataclass(eq=False, slots=True)
@@ -69,7 +69,7 @@ class InFlight:
         self._reserved = 0
         self._room = asyncio.Event()
         self.last_message_at = time.monotonic()
-        # Readiness (fanout.health): the last successful ReceiveMessage and settlement.
+        # Readiness (observability.health): the last successful ReceiveMessage and settlement.
         self.last_receive_ok_at: float | None = None
         self.last_settled_at = time.monotonic()
 

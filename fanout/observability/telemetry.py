@@ -27,7 +27,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from fanout import __version__
 from fanout.errors import ConfigError
-from fanout.stats import Stats
+from fanout.observability.stats import Stats
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 
-from fanout.acker import Acker
-from fanout.dlq import DeadLetters, build_record, delivery_failure_record
-from fanout.inflight import InFlight, Received
-from fanout.retry import Failure
-from fanout.sender import Copy
-from fanout.stats import Stats
-from fanout.telemetry import Telemetry
+from fanout.aws.retry import Failure
+from fanout.observability.stats import Stats
+from fanout.observability.telemetry import Telemetry
+from fanout.pipeline.acker import Acker
+from fanout.pipeline.dlq import DeadLetters, build_record, delivery_failure_record
+from fanout.pipeline.inflight import InFlight, Received
+from fanout.pipeline.sender import Copy
 
 log = logging.getLogger(__name__)
 
