@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
+from fanout.aws.checks import check_queues
 from fanout.aws.client import create_client
-from fanout.service import Service, check_queues
+from fanout.service import Service
 from tests.reliability import (
     LOCALSTACK_URL,
     account,

@@ -142,11 +142,12 @@ async def cleanup(endpoint: str, spec: dict[str, Any]) -> None:
 
 async def child(spec: dict[str, Any]) -> dict[str, float]:
     """One measured run (in its own process)."""
+    from fanout.aws.checks import check_queues
     from fanout.aws.client import create_client
     from fanout.config import Settings
     from fanout.observability.telemetry import setup_telemetry
     from fanout.rules import load_rules_unresolved
-    from fanout.service import Service, check_queues
+    from fanout.service import Service
 
     telemetry = setup_telemetry()
     rules = load_rules_unresolved(RULES).with_queue_urls(spec["targets"])

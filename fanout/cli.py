@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import orjson
 
 from fanout import __version__
+from fanout.aws.checks import check_queues
 from fanout.aws.client import create_client
 from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
@@ -20,7 +21,7 @@ from fanout.observability.stats import Stats, render_summary
 from fanout.observability.telemetry import Telemetry, setup_telemetry
 from fanout.rules import cli as rules_cli
 from fanout.rules import load_rules
-from fanout.service import Service, check_queues
+from fanout.service import Service
 from fanout.signals import install_signal_handlers
 
 T = TypeVar("T")

@@ -16,6 +16,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
+from fanout.jsontypes import json_type
+from fanout.outcomes import DlqReason
+
 GENESYS_SOURCE_PREFIX = "aws.partner/genesys.com"
 SIMPLIFIED_SOURCE = "genesys.cloud"
 CONVERSATION_TOPIC_PREFIX = "v2.detail.events.conversation."
@@ -119,7 +122,7 @@ class Event:
 class InvalidEvent(Exception):
     """The body cannot be routed. ``reason`` is a stable code, ``detail`` names the field."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: DlqReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -132,7 +135,7 @@ def _first_error(exc: ValidationError, prefix: str) -> str:
     return f"{where}: {err['msg']}"
 
 
-def _validate(model: type[BaseModel], value: Any, reason: str, prefix: str) -> None:
+def _validate(model: type[BaseModel], value: Any, reason: DlqReason, prefix: str) -> None:
     try:
         model.model_validate(value)
     except ValidationError as exc:
@@ -144,26 +147,28 @@ def parse_event(body: str) -> Event:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidEvent("invalid_json", f"body is not JSON: {exc}") from None
+        raise InvalidEvent(DlqReason.INVALID_JSON, f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidEvent("invalid_envelope", f"body is a JSON {_json_type(data)}, not an object")
+        raise InvalidEvent(
+            DlqReason.INVALID_ENVELOPE, f"body is a JSON {json_type(data)}, not an object"
+        )
     _reject_duplicate_keys(body)
     if "detail" not in data:
-        raise InvalidEvent("invalid_envelope", "detail: field required")
+        raise InvalidEvent(DlqReason.INVALID_ENVELOPE, "detail: field required")
     if not isinstance(data["detail"], dict):
-        kind = _json_type(data["detail"])
-        raise InvalidEvent("invalid_envelope", f"detail: must be a JSON object, not {kind}")
-    _validate(EventBridgeEnvelope, data, "invalid_envelope", "")
+        kind = json_type(data["detail"])
+        raise InvalidEvent(DlqReason.INVALID_ENVELOPE, f"detail: must be a JSON object, not {kind}")
+    _validate(EventBridgeEnvelope, data, DlqReason.INVALID_ENVELOPE, "")
     detail: dict[str, Any] = data["detail"]
     source: str = data["source"]
     detail_type: str = data["detail-type"]
     if source.startswith(GENESYS_SOURCE_PREFIX):
-        _validate(GenesysDetail, detail, "invalid_detail", "detail")
+        _validate(GenesysDetail, detail, DlqReason.INVALID_DETAIL, "detail")
         body_model = _body_model(detail_type)
         if body_model is not None:
-            _validate(body_model, detail["eventBody"], "invalid_detail", "detail.eventBody")
+            _validate(body_model, detail["eventBody"], DlqReason.INVALID_DETAIL, "detail.eventBody")
     elif source == SIMPLIFIED_SOURCE:
-        _validate(SimplifiedDetail, detail, "invalid_detail", "detail")
+        _validate(SimplifiedDetail, detail, DlqReason.INVALID_DETAIL, "detail")
     return Event(id=data["id"], detail_type=detail_type, source=source, data=data, body=body)
 
 
@@ -193,9 +198,13 @@ def _reject_duplicate_keys(body: str) -> None:
     try:
         _PAIRS_DECODER.decode(body)
     except _DuplicateKey as exc:
-        raise InvalidEvent("invalid_json", f"body has a duplicate key {exc.args[0]!r}") from None
+        raise InvalidEvent(
+            DlqReason.INVALID_JSON, f"body has a duplicate key {exc.args[0]!r}"
+        ) from None
     except RecursionError:  # orjson allows 1024 levels, the stdlib scanner a few less
-        raise InvalidEvent("invalid_json", "body is not JSON: depth limit exceeded") from None
+        raise InvalidEvent(
+            DlqReason.INVALID_JSON, "body is not JSON: depth limit exceeded"
+        ) from None
 
 
 def _body_model(detail_type: str) -> type[BaseModel] | None:
@@ -204,15 +213,3 @@ def _body_model(detail_type: str) -> type[BaseModel] | None:
     if detail_type.startswith(AUDIT_TOPIC_PREFIX):
         return AuditEventBody
     return None
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"

@@ -1,5 +1,7 @@
 """The one place that wires the stages: pollers -> work queue -> workers -> senders -> acker/DLQ.
 
+The life of one message, step by step, is in fanout.pipeline's docstring.
+
 ReceiveMessage x P --> asyncio.Queue --> N workers (validate, match)
                                               |  one copy per matched target
                                               v
@@ -15,20 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-from fanout.aws.limits import MAX_MESSAGE_BYTES
-from fanout.aws.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
+from fanout.aws.retry import Backoff
 from fanout.aws.urls import queue_name
 from fanout.config import Settings
-from fanout.errors import StartupError
 from fanout.observability.health import HealthServer
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import Telemetry, observe_stats
@@ -36,99 +32,38 @@ from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters
 from fanout.pipeline.inflight import InFlight, Received
 from fanout.pipeline.poller import Poller
-from fanout.pipeline.sender import Copy, QueueSender
+from fanout.pipeline.sender import QueueSender, SenderFactory
 from fanout.pipeline.settle import Settler
 from fanout.pipeline.worker import Worker
-from fanout.rules import RuleSet, Target
+from fanout.rules import RuleSet
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
+# Seconds of the shutdown budget kept to release what the drain could not settle.
 ABORT_RESERVE = 3.0
 
 
-@dataclass(frozen=True)
-class QueueRef:
-    """A queue to check at start, with where its URL came from (for the error message)."""
-
-    label: str
-    url: str
-    origin: str
-
-
-def queues_to_check(settings: Settings, rules: RuleSet) -> list[QueueRef]:
-    assert settings.source_queue_url is not None
-    refs = [QueueRef("source queue", settings.source_queue_url, "FANOUT_SOURCE_QUEUE_URL")]
-    if settings.dlq_url:
-        refs.append(QueueRef("DLQ", settings.dlq_url, "FANOUT_DLQ_URL"))
-    for target in rules.targets.values():
-        refs.append(QueueRef(f"target '{target.name}'", target.queue_url, rules.path))
-    return refs
-
-
-async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) -> dict[str, int]:
-    """Fail the start with one clear line if any queue is missing, denied or unreachable.
-
-    Returns each queue's MaximumMessageSize: copies over a target's limit go to the DLQ
-    without a doomed send (older queues still have the former 256 KiB default)."""
-    source_has_redrive = False
-    limits: dict[str, int] = {}
-    # Transient errors (throttling, 5xx, a dropped connection) are retried like any call: they
-    # say nothing about the configuration, so they must not end the start with exit 2.
-    backoff = Backoff(
-        max_attempts=settings.retry_max_attempts,
-        base=settings.retry_base_delay_ms / 1000,
-        cap=settings.retry_max_delay_ms / 1000,
-    )
-    rng = random.Random()  # noqa: S311 - jitter, not cryptography
-    for ref in queues_to_check(settings, rules):
-        try:
-            response = await call_with_retry(
-                functools.partial(
-                    client.get_queue_attributes,
-                    QueueUrl=ref.url,
-                    AttributeNames=["RedrivePolicy", "MaximumMessageSize"],
-                ),
-                backoff,
-                rng,
-            )
-        except NoCredentialsError:
-            raise StartupError(
-                "no AWS credentials found by the standard provider chain "
-                "(env, ~/.aws, SSO, instance role); configure one"
-            ) from None
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            if code in NON_EXISTENT_QUEUE_CODES:
-                problem = "does not exist"
-            elif "AccessDenied" in code:
-                problem = "access denied (see README: IAM actions per queue)"
-            else:
-                problem = f"failed: {code} {exc.response.get('Error', {}).get('Message', '')}"
-            raise StartupError(f"{ref.label} {ref.url} {problem} (set in {ref.origin})") from None
-        except (BotoCoreError, OSError) as exc:
-            raise StartupError(
-                f"{ref.label} {ref.url} is unreachable: {exc} (set in {ref.origin}; "
-                f"endpoint {settings.endpoint_url or 'AWS'})"
-            ) from None
-        attributes = response.get("Attributes", {})
-        limits[ref.url] = int(attributes.get("MaximumMessageSize", MAX_MESSAGE_BYTES))
-        if ref.label == "source queue":
-            source_has_redrive = "RedrivePolicy" in attributes
-    if not settings.dlq_url and not source_has_redrive:
-        log.warning(
-            "no DLQ configured (FANOUT_DLQ_URL) and the source queue has no redrive policy: "
-            "events that cannot be delivered will be received again and again"
-        )
-    return limits
-
-
 class Service:
-    """One run of the pipeline over an injected SQS client."""
+    """The one wiring place: one run of the pipeline over an injected SQS client.
+
+    Builds and owns every stage (pollers, the work queue, workers, one QueueSender per target,
+    the Settler, DeadLetters, the Acker and its visibility heartbeat, the health server) and
+    runs them until ``stop`` is set, then shuts down within FANOUT_SHUTDOWN_TIMEOUT_SECONDS.
+
+    Parameters:
+        settings: the one Settings object.
+        rules: the compiled rule set.
+        client: the SQS client every stage calls.
+        stats: the run's counters (a fresh Stats by default).
+        rng: jitter for retries (seeded in tests).
+        queue_limits: MaximumMessageSize per queue URL, from ``check_queues``.
+        telemetry: tracer, meter and instruments (off by default).
+    """
 
     def __init__(
         self,
@@ -151,11 +86,7 @@ class Service:
         self.work: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.max_in_flight)
         self.stop = asyncio.Event()
         rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        backoff = Backoff(
-            max_attempts=settings.retry_max_attempts,
-            base=settings.retry_base_delay_ms / 1000,
-            cap=settings.retry_max_delay_ms / 1000,
-        )
+        backoff = Backoff.from_settings(settings)
         self.acker = Acker(
             client,
             settings.source_queue_url,
@@ -167,34 +98,20 @@ class Service:
             visibility_timeout=settings.visibility_timeout_seconds,
             telemetry=telemetry,
         )
-        self.settler = Settler(self.acker, self.inflight, self.stats, telemetry)
-
-        def make_sender(
-            target: Target, on_done: Callable[[Copy, Failure | None], None]
-        ) -> QueueSender:
-            return QueueSender(
-                client,
-                target,
-                on_done=on_done,
-                backoff=backoff,
-                rng=rng,
-                stats=self.stats,
-                linger=settings.linger_seconds,
-                concurrency=settings.send_concurrency,
-                max_message_bytes=(queue_limits or {}).get(target.queue_url, MAX_MESSAGE_BYTES),
-                telemetry=telemetry,
-            )
-
-        self.dead_letters = DeadLetters(
-            make_sender,
-            settings.dlq_url,
-            stats=self.stats,
-            on_written=self.settler.ack,
-            on_failed=self.settler.abandon,
+        senders = SenderFactory(
+            client,
+            backoff,
+            rng,
+            self.stats,
+            linger=settings.linger_seconds,
+            concurrency=settings.send_concurrency,
+            queue_limits=queue_limits or {},
+            telemetry=telemetry,
         )
-        self.settler.dead_letters = self.dead_letters
+        self.dead_letters = DeadLetters(settings.dlq_url, senders, self.acker, self.stats)
+        self.settler = Settler(self.acker, self.dead_letters, self.stats, telemetry)
         self.senders = {
-            name: make_sender(target, self.settler.copy_done)
+            name: senders(target, self.settler.copy_settled)
             for name, target in rules.targets.items()
         }
         self.pollers = [

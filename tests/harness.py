@@ -9,11 +9,12 @@ from typing import Any
 
 import orjson
 
+from fanout.aws.checks import check_queues
 from fanout.aws.client import create_client
 from fanout.config import Settings
 from fanout.observability.stats import Stats
 from fanout.rules import RuleSet, load_rules
-from fanout.service import Service, check_queues
+from fanout.service import Service
 
 GENESYS_SOURCE = "aws.partner/genesys.com/cloud/3b03b67a-2349-4a03-8b28-c8ac5c26c49a/prod"
 

@@ -24,13 +24,14 @@ import aioboto3
 import orjson
 from botocore.config import Config
 
+from fanout.aws.checks import check_queues
 from fanout.aws.client import create_client
 from fanout.config import Settings
 from fanout.events import InvalidEvent, parse_event
 from fanout.local.synthetic import GenesysEventGenerator, Mix
 from fanout.observability.stats import Stats
 from fanout.rules import RuleSet, load_rules
-from fanout.service import Service, check_queues
+from fanout.service import Service
 from tests.faultproxy import FaultProxy, Reply, SqsRequest
 
 LOCALSTACK_URL = os.environ.get(

@@ -21,6 +21,7 @@ What each body produces, and why (README "What happens to a failed event"):
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,11 @@ from typing import Any
 import orjson
 import pytest
 
+from fanout.aws.retry import Backoff
 from fanout.events import Event, InvalidEvent, parse_event
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import Telemetry
+from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters
 from fanout.pipeline.inflight import InFlight, Received
 from fanout.pipeline.settle import Settler
@@ -299,20 +302,25 @@ async def test_a_worker_survives_a_message_it_cannot_even_dead_letter(tmp_path: 
     worker goes on to the next one instead of dying with the exception."""
     stats = Stats()
     inflight = InFlight(10)
-    settler = Settler(acker=None, inflight=inflight, stats=stats)  # type: ignore[arg-type]
+    # No SQS call happens here: the one message that settles is abandoned (no call).
+    acker = Acker(
+        None,  # type: ignore[arg-type]
+        "http://127.0.0.1:9/source",
+        inflight=inflight,
+        stats=stats,
+        backoff=Backoff(),
+        rng=random.Random(1),
+        linger=0.0,
+        visibility_timeout=30,
+    )
     submitted: list[Any] = []
 
     class Sender:
-        def __init__(self, target: Any, on_done: Any) -> None:
+        def __init__(self, target: Any, on_settled: Any) -> None:
             self.submit = submitted.append
 
-    settler.dead_letters = DeadLetters(
-        Sender,  # type: ignore[arg-type]
-        "http://127.0.0.1:9/dlq",
-        stats=stats,
-        on_written=settler.ack,
-        on_failed=settler.abandon,
-    )
+    dead_letters = DeadLetters("http://127.0.0.1:9/dlq", Sender, acker, stats)  # type: ignore[arg-type]
+    settler = Settler(acker, dead_letters, stats)
     worker = Worker(rules_for(tmp_path), {}, settler, stats, Telemetry.off(), "source")
     work: asyncio.Queue[Received] = asyncio.Queue()
     poison = Received("m-1", "rh-1", '{"a": "\udc80"}')

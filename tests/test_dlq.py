@@ -107,13 +107,21 @@ def test_delivery_failure_record_names_only_failed_targets(
 
 
 class FakeSender:
-    def __init__(self, target: Target, on_done: Any) -> None:
+    def __init__(self, target: Target, on_settled: Any) -> None:
         self.target = target
-        self.on_done = on_done
+        self.on_settled = on_settled
         self.submitted: list[Copy] = []
 
     def submit(self, copy: Copy) -> None:
         self.submitted.append(copy)
+
+
+class RecordingAcker:
+    """Stands in for the Acker: records which messages were deleted and which abandoned."""
+
+    def __init__(self, written: list[Received], failed: list[Received]) -> None:
+        self.delete = written.append
+        self.abandon = failed.append
 
 
 class DlqHarness:
@@ -123,15 +131,14 @@ class DlqHarness:
         self.failed: list[Received] = []
         self.senders: list[FakeSender] = []
         self.dlq = DeadLetters(
-            self.make_sender,
             url,
-            stats=self.stats,
-            on_written=self.written.append,
-            on_failed=self.failed.append,
+            self.make_sender,  # type: ignore[arg-type]
+            RecordingAcker(self.written, self.failed),  # type: ignore[arg-type]
+            self.stats,
         )
 
-    def make_sender(self, target: Target, on_done: Any) -> Any:
-        self.senders.append(FakeSender(target, on_done))
+    def make_sender(self, target: Target, on_settled: Any) -> Any:
+        self.senders.append(FakeSender(target, on_settled))
         return self.senders[-1]
 
 
@@ -152,9 +159,9 @@ def test_dead_letters_write_sends_the_record(fifo: bool) -> None:
     assert ("MessageGroupId" in copy.entry) is fifo
     assert ("MessageDeduplicationId" in copy.entry) is fifo
     assert h.written == [] and h.failed == []  # nothing settles before the DLQ answers
-    sender.on_done(copy, None)
+    sender.on_settled(copy, None)
     assert h.written == [message] and h.stats.dlq["invalid_detail"] == 1
-    sender.on_done(copy, Failure("AccessDenied", "denied", False))
+    sender.on_settled(copy, Failure("AccessDenied", "denied", False))
     assert h.failed == [message] and h.stats.errors["dlq_write:AccessDenied"] == 1
 
 

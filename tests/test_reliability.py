@@ -296,8 +296,8 @@ async def test_endpoint_down(fleet: Fleet, proxy: FaultProxy, profile: Profile) 
 async def test_start_retries_transient_errors(moto_endpoint: str, tmp_path: Path) -> None:
     """A throttled or failing GetQueueAttributes at start is retried, not reported as a bad
     configuration (exit 2): found by the random-fault scenario."""
+    from fanout.aws.checks import check_queues
     from fanout.aws.client import create_client
-    from fanout.service import check_queues
 
     async with client(moto_endpoint) as sqs:
         fleet = await make_fleet(sqs, moto_endpoint, tmp_path, "start")

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from fanout.aws.retry import QUEUE_WIDE_CODES, Backoff, Failure, classify_entry, classify_exception
 from fanout.observability.stats import Stats
@@ -16,24 +16,25 @@ from fanout.observability.telemetry import CallObserver
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+OnSettled: TypeAlias = Callable[[T, Failure | None], None]
+"""The one callback shape of the pipeline: called exactly once per entry (a copy, a DLQ record,
+a delete, a visibility change) when its call is over; ``None`` = accepted, else the classified
+failure it ended with."""
 
-def settle_all(
-    batch: Sequence[T], exc: BaseException, settle: Callable[[T, Failure | None], None]
-) -> None:
-    """Settle a whole batch as failed (the send itself crashed): no item is left hanging."""
+
+def fail_all(batch: Sequence[T], exc: BaseException, on_settled: OnSettled[T]) -> None:
+    """Report a whole batch as failed (the send itself crashed): no item is left hanging."""
     failure = Failure(type(exc).__name__, str(exc), retryable=False)
     for item in batch:
-        settle(item, failure)
+        on_settled(item, failure)
 
 
-def _guarded(
-    settle: Callable[[T, Failure | None], None], operation: str
-) -> Callable[[T, Failure | None], None]:
+def _guarded(on_settled: OnSettled[T], operation: str) -> OnSettled[T]:
     """A failing callback (a bug) must not stop the other entries of the batch settling."""
 
     def guarded(item: T, failure: Failure | None) -> None:
         try:
-            settle(item, failure)
+            on_settled(item, failure)
         except Exception:
             log.exception("%s: settling an entry failed", operation)
 
@@ -45,20 +46,20 @@ async def call_batch(
     call: Callable[[list[dict[str, Any]]], Awaitable[Mapping[str, Any]]],
     items: Sequence[T],
     entry_of: Callable[[T], Mapping[str, Any]],
-    settle: Callable[[T, Failure | None], None],
+    on_settled: OnSettled[T],
     *,
     backoff: Backoff,
     rng: random.Random,
     stats: Stats,
     observer: CallObserver | None = None,
 ) -> None:
-    """Run one SQS batch call; retry only retryable failed entries; settle every item once.
+    """Run one SQS batch call; retry only retryable failed entries; report every item once.
 
     Whole-call errors retry the whole batch when retryable and fail it otherwise. Items still
-    failing after ``backoff.max_attempts`` are settled with a non-retryable "gave up" failure.
+    failing after ``backoff.max_attempts`` are reported with a non-retryable "gave up" failure.
     ``observer`` records each attempt's duration and each retry (span event + metric).
     """
-    settle = _guarded(settle, operation)
+    on_settled = _guarded(on_settled, operation)
     pending = list(items)
     attempt = 1
     while pending:
@@ -85,7 +86,7 @@ async def call_batch(
                         call,
                         [item],
                         entry_of,
-                        settle,
+                        on_settled,
                         backoff=backoff,
                         rng=rng,
                         stats=stats,
@@ -94,26 +95,26 @@ async def call_batch(
                 return
             else:
                 for item in pending:
-                    settle(item, last)
+                    on_settled(item, last)
         else:
             if observer is not None:
                 observer.attempt(time.perf_counter() - started)
-            settled: set[int] = set()
+            answered: set[int] = set()
             for ok in response.get("Successful", ()):
                 index = int(ok["Id"])
-                settled.add(index)
-                settle(pending[index], None)
+                answered.add(index)
+                on_settled(pending[index], None)
             for failed in response.get("Failed", ()):
                 index = int(failed["Id"])
-                settled.add(index)
+                answered.add(index)
                 failure = classify_entry(failed)
                 if failure.retryable:
                     retry.append(pending[index])
                     last = failure
                 else:
-                    settle(pending[index], failure)
+                    on_settled(pending[index], failure)
             for index, item in enumerate(pending):
-                if index not in settled:  # SQS always answers each entry; never lose one
+                if index not in answered:  # SQS always answers each entry; never lose one
                     retry.append(item)
                     last = Failure("MissingResult", "entry not in response", retryable=True)
         if not retry or last is None:
@@ -126,7 +127,7 @@ async def call_batch(
                 last.code, f"gave up after {attempt} attempts: {last.message}", retryable=False
             )
             for item in retry:
-                settle(item, gave_up)
+                on_settled(item, gave_up)
             return
         log.debug(
             "%s: retrying %d entries after %s (attempt %d)",

@@ -11,10 +11,13 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
+
+if TYPE_CHECKING:
+    from fanout.config import Settings
 
 T = TypeVar("T")
 
@@ -105,6 +108,15 @@ class Backoff:
     max_attempts: int = 6
     base: float = 0.1
     cap: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Backoff:
+        """FANOUT_RETRY_MAX_ATTEMPTS, FANOUT_RETRY_BASE_DELAY_MS, FANOUT_RETRY_MAX_DELAY_MS."""
+        return cls(
+            max_attempts=settings.retry_max_attempts,
+            base=settings.retry_base_delay_ms / 1000,
+            cap=settings.retry_max_delay_ms / 1000,
+        )
 
     def ceiling(self, attempt: int) -> float:
         return min(self.cap, math.ldexp(self.base, min(attempt, 62)))

@@ -27,13 +27,14 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.text import Text
 
+from fanout.aws.checks import check_queues
 from fanout.aws.client import create_client
 from fanout.config import Settings
 from fanout.local.synthetic import DEMO_MIX, GenesysEventGenerator
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import Telemetry
 from fanout.rules import RuleSet, load_rules_unresolved
-from fanout.service import Service, check_queues
+from fanout.service import Service
 from fanout.signals import install_signal_handlers
 
 if TYPE_CHECKING:

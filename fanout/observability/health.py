@@ -42,6 +42,19 @@ def not_ready_reason(
 
 
 class HealthServer:
+    """The HTTP endpoints of one process (aiohttp, on FANOUT_HTTP_HOST:FANOUT_HTTP_PORT):
+    ``/healthz`` (the event loop answers), ``/readyz`` (see ``not_ready_reason``) and
+    ``/metrics`` (Prometheus text, only when OTEL_METRICS_EXPORTER includes prometheus).
+
+    Owns the aiohttp runner; logs readiness changes once each.
+
+    Parameters:
+        inflight: the registry whose receive and settle times decide readiness.
+        stop: set when the service is shutting down (then not ready).
+        window: FANOUT_READINESS_WINDOW_SECONDS.
+        registry: the Prometheus registry to serve on /metrics, or None.
+    """
+
     def __init__(
         self,
         inflight: InFlight,

@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from fanout.outcomes import ErrorKind
+
 
 @dataclass
 class Stats:
@@ -26,6 +28,10 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
+
+    def error(self, kind: ErrorKind, code: str | None = None) -> None:
+        """Count one error under its summary key (``send:ThrottlingException``)."""
+        self.errors[kind.key(code)] += 1
 
     @property
     def elapsed(self) -> float:

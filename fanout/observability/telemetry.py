@@ -413,14 +413,13 @@ def _instrument_aiohttp(tracer_provider: Any) -> Callable[[], None]:
 
 
 class CallObserver:
-    """Metrics and span events of one SQS batch call and its retries (``sqs.call_batch``)."""
+    """Metrics and span events of one SQS batch call and its retries (``aws.batch.call_batch``)."""
 
-    __slots__ = ("_attributes", "_instruments", "_operation", "_span")
+    __slots__ = ("_attributes", "_instruments", "_span")
 
     def __init__(self, span: Span, instruments: Instruments, operation: str, queue: str) -> None:
         self._span = span
         self._instruments = instruments
-        self._operation = operation
         self._attributes = {
             "messaging.system": SYSTEM,
             "messaging.operation.name": operation,

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, use_span
 
-from fanout.aws.batch import call_batch, settle_all
+from fanout.aws.batch import call_batch, fail_all
 from fanout.aws.retry import EXPIRED_RECEIPT_CODES, Backoff, Failure
 from fanout.aws.urls import queue_name
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import SYSTEM, CallObserver, Telemetry, link_to
+from fanout.outcomes import ErrorKind
 from fanout.pipeline.batching import Batcher
 from fanout.pipeline.inflight import InFlight, Received
 
@@ -37,6 +38,24 @@ class _Visibility:
 
 
 class Acker:
+    """The ack stage of the source queue: it ends each message's stay in flight.
+
+    Owns two Batchers: DeleteMessageBatch for settled messages, and ChangeMessageVisibilityBatch
+    to extend messages held long (slow retries: the visibility heartbeat) and to release
+    unprocessed ones at shutdown (timeout 0). Every path frees the message's in-flight slot.
+
+    Parameters:
+        client: the SQS client (injected).
+        queue_url: the source queue.
+        inflight: the registry whose slots deletes, releases and abandons free.
+        stats: counts deletes, releases, extensions, expired receipts and errors.
+        backoff, rng: retry delays of failed entries and calls.
+        linger: seconds a partial delete batch waits (FANOUT_DELETE_LINGER_MS).
+        visibility_timeout: FANOUT_VISIBILITY_TIMEOUT_SECONDS; messages are extended at half
+            of it, for at most MAX_HOLD_TIMEOUTS of it.
+        telemetry: ``settle <source>`` spans and call metrics.
+    """
+
     def __init__(
         self,
         client: SQSClient,
@@ -64,14 +83,14 @@ class Acker:
         self._deletes: Batcher[Received] = Batcher(
             "delete",
             self._send_deletes,
-            lambda batch, exc: settle_all(batch, exc, self._deleted),
+            lambda batch, exc: fail_all(batch, exc, self._delete_settled),
             size_of=lambda m: len(m.receipt_handle),
             linger=linger,
         )
         self._visibility: Batcher[_Visibility] = Batcher(
             "visibility",
             self._send_visibility,
-            lambda batch, exc: settle_all(batch, exc, self._changed),
+            lambda batch, exc: fail_all(batch, exc, self._visibility_settled),
             size_of=lambda v: len(v.message.receipt_handle),
             linger=0.0,
         )
@@ -80,6 +99,12 @@ class Acker:
 
     def delete(self, message: Received) -> None:
         self._deletes.add(message)
+
+    def abandon(self, message: Received) -> None:
+        """Leave the message alone: SQS redelivers it after its visibility timeout (and its
+        redrive policy takes it once its receive count is spent). Frees its slot now."""
+        self._stats.abandoned += 1
+        self._inflight.remove(message)
 
     def release(self, message: Received) -> None:
         """Make the message visible again now (it was received but will not be processed)."""
@@ -93,14 +118,13 @@ class Acker:
             if now - message.received_at > self.max_hold:
                 # Never settled (a bug, or a call that never returns): stop extending so SQS
                 # redelivers it, instead of holding it invisible forever.
-                log.error(
-                    "event %s (message %s) held %.0fs without settling; left to be redelivered",
-                    message.event_id or "-",
-                    message.message_id,
+                message.log(
+                    log,
+                    logging.ERROR,
+                    "held %.0fs without settling; left to be redelivered",
                     now - message.received_at,
-                    extra=_ids(message),
                 )
-                self._stats.errors["held_too_long"] += 1
+                self._stats.error(ErrorKind.HELD_TOO_LONG)
                 self._inflight.remove(message)
                 continue
             if message.extend_at <= now:
@@ -157,7 +181,7 @@ class Acker:
                 call,
                 batch,
                 lambda m: {"ReceiptHandle": m.receipt_handle},
-                self._deleted,
+                self._delete_settled,
                 backoff=self._backoff,
                 rng=self._rng,
                 stats=self._stats,
@@ -184,7 +208,7 @@ class Acker:
                     "ReceiptHandle": v.message.receipt_handle,
                     "VisibilityTimeout": v.timeout,
                 },
-                self._changed,
+                self._visibility_settled,
                 backoff=self._backoff,
                 rng=self._rng,
                 stats=self._stats,
@@ -193,45 +217,41 @@ class Acker:
 
     # --- results -----------------------------------------------------------------------
 
-    def _deleted(self, message: Received, failure: Failure | None) -> None:
+    def _delete_settled(self, message: Received, failure: Failure | None) -> None:
         if failure is None:
             self._stats.deleted += 1
         elif failure.code in EXPIRED_RECEIPT_CODES:
             # Held past its visibility timeout: SQS made it visible again and will redeliver it;
             # the redelivery is routed again (duplicates in standard targets, deduped in FIFO).
             self._stats.expired_receipts += 1
-            log.warning(
-                "event %s (message %s): receipt handle expired before delete (%s); "
-                "it will be redelivered",
-                message.event_id or "-",
-                message.message_id,
+            message.log(
+                log,
+                logging.WARNING,
+                "receipt handle expired before delete (%s); it will be redelivered",
                 failure.code,
-                extra=_ids(message),
             )
         else:
-            self._stats.errors[f"delete:{failure.code}"] += 1
-            log.error(
-                "event %s (message %s): delete failed (%s: %s); it will be redelivered",
-                message.event_id or "-",
-                message.message_id,
+            self._stats.error(ErrorKind.DELETE, failure.code)
+            message.log(
+                log,
+                logging.ERROR,
+                "delete failed (%s: %s); it will be redelivered",
                 failure.code,
                 failure.message,
-                extra=_ids(message),
             )
         self._inflight.remove(message)
 
-    def _changed(self, change: _Visibility, failure: Failure | None) -> None:
+    def _visibility_settled(self, change: _Visibility, failure: Failure | None) -> None:
         message = change.message
         if change.timeout == 0:
             if failure is None:
                 self._stats.released += 1
             else:
-                log.warning(
-                    "event %s (message %s): release failed (%s); visible after its timeout",
-                    message.event_id or "-",
-                    message.message_id,
+                message.log(
+                    log,
+                    logging.WARNING,
+                    "release failed (%s); visible after its timeout",
                     failure.code,
-                    extra=_ids(message),
                 )
             self._inflight.remove(message)
             return
@@ -239,18 +259,11 @@ class Acker:
             self._stats.visibility_extended += 1
         elif failure.code in EXPIRED_RECEIPT_CODES:
             self._stats.expired_receipts += 1
-            log.warning(
-                "event %s (message %s): visibility could not be extended (%s); "
-                "it may be delivered again",
-                message.event_id or "-",
-                message.message_id,
+            message.log(
+                log,
+                logging.WARNING,
+                "visibility could not be extended (%s); it may be delivered again",
                 failure.code,
-                extra=_ids(message),
             )
         else:
-            self._stats.errors[f"extend:{failure.code}"] += 1
-
-
-def _ids(message: Received) -> dict[str, Any]:
-    """Structured fields for a log line about one event (JSON logs)."""
-    return {"event_id": message.event_id, "message_id": message.message_id}
+            self._stats.error(ErrorKind.EXTEND, failure.code)

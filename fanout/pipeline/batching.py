@@ -19,6 +19,7 @@ from fanout.aws.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
     max_entries: int = MAX_BATCH_ENTRIES
@@ -87,15 +88,25 @@ def pack(items: Iterable[tuple[T, int]], limits: BatchLimits = BatchLimits()) ->
 class Batcher(Generic[T]):
     """Async micro-batcher: ``add`` never blocks; full or lingering batches are sent by tasks.
 
-    ``send`` must settle every item of its batch (it owns retries and per-item callbacks). If it
-    raises anyway, ``fail`` is called with the batch so no item is left unsettled.
+    Owns the buffer of one queue's pending entries, its linger timer, and the send tasks in
+    flight (at most ``concurrency`` at once).
+
+    Parameters:
+        name: the queue's name, for task names and logs.
+        send: sends one batch; it must report every item (it owns retries and callbacks).
+        on_send_error: called with the batch if ``send`` raises anyway, so no item is left
+            unreported (``aws.batch.fail_all``).
+        size_of: an entry's size in bytes, against ``limits.max_bytes``.
+        linger: seconds a partial batch waits for more entries.
+        concurrency: sends in flight at once.
+        limits: entries and bytes per batch (SQS's by default).
     """
 
     def __init__(
         self,
         name: str,
         send: Callable[[list[T]], Awaitable[None]],
-        fail: Callable[[list[T], BaseException], None],
+        on_send_error: Callable[[list[T], BaseException], None],
         *,
         size_of: Callable[[T], int],
         linger: float,
@@ -104,7 +115,7 @@ class Batcher(Generic[T]):
     ) -> None:
         self.name = name
         self._send = send
-        self._fail = fail
+        self._on_send_error = on_send_error
         self._size_of = size_of
         self._linger = linger
         self._buffer: BatchBuffer[T] = BatchBuffer(limits)
@@ -167,4 +178,4 @@ class Batcher(Generic[T]):
                 raise
             except Exception as exc:
                 log.exception("batch send to %s failed unexpectedly", self.name)
-                self._fail(batch, exc)
+                self._on_send_error(batch, exc)

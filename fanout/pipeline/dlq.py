@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +17,10 @@ import orjson
 
 from fanout.aws.retry import Failure
 from fanout.observability.stats import Stats
+from fanout.outcomes import DlqReason, ErrorKind
+from fanout.pipeline.acker import Acker
 from fanout.pipeline.inflight import Received
-from fanout.pipeline.sender import EVENT_ID_ATTRIBUTE, Copy, QueueSender, make_copy
+from fanout.pipeline.sender import EVENT_ID_ATTRIBUTE, Copy, SenderFactory, make_copy
 from fanout.rules import FifoSettings, Target
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ REASON_ATTRIBUTE = "fanout.reason"
 def build_record(
     message: Received,
     *,
-    reason: str,
+    reason: DlqReason,
     error_code: str,
     error_message: str,
     failed_targets: Sequence[str] = (),
@@ -37,7 +39,7 @@ def build_record(
 ) -> dict[str, Any]:
     """The DLQ record (pure). ``failed_targets`` names only the targets that did not get a copy."""
     return {
-        "reason": reason,
+        "reason": str(reason),
         "error_code": error_code,
         "error_message": error_message,
         "failed_targets": list(failed_targets),
@@ -56,7 +58,7 @@ def delivery_failure_record(message: Received) -> dict[str, Any]:
     first = next(iter(message.failures.values()))
     return build_record(
         message,
-        reason="target_rejected" if len(codes) == 1 else "targets_rejected",
+        reason=DlqReason.TARGET_REJECTED if len(codes) == 1 else DlqReason.TARGETS_REJECTED,
         error_code=",".join(codes),
         error_message=first.message,
         failed_targets=sorted(message.failures),
@@ -76,37 +78,36 @@ def dlq_target(url: str) -> Target:
 
 
 class DeadLetters:
-    """Writes DLQ records through a QueueSender; reports each message's fate to callbacks."""
+    """The DLQ stage: writes one JSON record per message that cannot be delivered, then settles
+    that source message: deleted once the DLQ accepted its record, abandoned (left for SQS to
+    redeliver, then for the source queue's redrive policy) when the DLQ refused it or when
+    there is no DLQ.
+
+    Owns the DLQ's QueueSender (None without a DLQ) and its target (FIFO when the URL ends in
+    ``.fifo``: grouped and deduplicated by event id).
+
+    Parameters:
+        dlq_url: FANOUT_DLQ_URL, or None.
+        senders: builds the DLQ's sender, as it builds every target's.
+        acker: deletes or abandons the source messages.
+        stats: counts records by reason (``dlq``) and failed writes (``errors``).
+    """
 
     def __init__(
-        self,
-        make_sender: Callable[[Target, Callable[[Copy, Failure | None], None]], QueueSender],
-        dlq_url: str | None,
-        *,
-        stats: Stats,
-        on_written: Callable[[Received], None],
-        on_failed: Callable[[Received], None],
+        self, dlq_url: str | None, senders: SenderFactory, acker: Acker, stats: Stats
     ) -> None:
+        self._acker = acker
         self._stats = stats
-        self._on_written = on_written
-        self._on_failed = on_failed
         self.target = dlq_target(dlq_url) if dlq_url else None
-        self.sender = make_sender(self.target, self._done) if self.target else None
+        self.sender = senders(self.target, self._record_settled) if self.target else None
 
     def write(self, message: Received, record: dict[str, Any]) -> None:
         reason = str(record["reason"])
-        log.warning(
-            "event %s (message %s) to DLQ: %s (%s)",
-            message.event_id or "-",
-            message.message_id,
-            reason,
-            record["error_message"],
-            extra={"event_id": message.event_id, "message_id": message.message_id},
-        )
+        message.log(log, logging.WARNING, "to DLQ: %s (%s)", reason, record["error_message"])
         if self.sender is None or self.target is None:
             # No DLQ: leave the message for the source queue's redrive policy.
-            self._stats.errors[f"no_dlq:{reason}"] += 1
-            self._on_failed(message)
+            self._stats.error(ErrorKind.NO_DLQ, reason)
+            self._acker.abandon(message)
             return
         body = orjson.dumps(record, default=_json_default).decode()
         # Reason and event id as attributes too, so operators can filter without parsing.
@@ -118,17 +119,17 @@ class DeadLetters:
         )
         self.sender.submit(copy)
 
-    def _done(self, copy: Copy, failure: Failure | None) -> None:
+    def _record_settled(self, copy: Copy, failure: Failure | None) -> None:
+        """OnSettled of the DLQ's sender: the record is written, or failed for good."""
         if failure is None:
             self._stats.dlq[copy.note] += 1
-            self._on_written(copy.source)
+            self._acker.delete(copy.source)
             return
-        log.error(
-            "event %s (message %s): DLQ write failed (%s); left in the source queue to come back",
-            copy.source.event_id or "-",
-            copy.source.message_id,
+        copy.source.log(
+            log,
+            logging.ERROR,
+            "DLQ write failed (%s); left in the source queue to come back",
             failure.code,
-            extra={"event_id": copy.source.event_id, "message_id": copy.source.message_id},
         )
-        self._stats.errors[f"dlq_write:{failure.code}"] += 1
-        self._on_failed(copy.source)
+        self._stats.error(ErrorKind.DLQ_WRITE, failure.code)
+        self._acker.abandon(copy.source)

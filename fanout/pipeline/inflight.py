@@ -9,6 +9,7 @@ backpressure that keeps memory bounded when targets slow down.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,22 @@ class Received:
     @property
     def event_id(self) -> str | None:
         return self.event.id if self.event is not None else None
+
+    def log(
+        self, logger: logging.Logger, level: int, text: str, *args: object, exc_info: bool = False
+    ) -> None:
+        """One log line about this event, ``event <id> (message <id>): <text>``, with both ids
+        also as structured fields (keys of JSON logs). Never event values: they may be PII."""
+        logger.log(
+            level,
+            "event %s (message %s): " + text,
+            self.event_id or "-",
+            self.message_id,
+            *args,
+            extra={"event_id": self.event_id, "message_id": self.message_id},
+            exc_info=exc_info,
+            stacklevel=2,
+        )
 
 
 class InFlight:

@@ -15,6 +15,7 @@ from fanout.aws.retry import Backoff, classify_exception
 from fanout.aws.urls import queue_name
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import SYSTEM, Telemetry
+from fanout.outcomes import ErrorKind
 from fanout.pipeline.inflight import InFlight, Received
 
 if TYPE_CHECKING:
@@ -28,6 +29,24 @@ SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "AWSTraceHeader
 
 
 class Poller:
+    """The poll stage: one long-polling ReceiveMessage loop on the source queue.
+
+    Reserves in-flight capacity before each receive (the backpressure that bounds memory),
+    admits what comes back to the InFlight registry and puts it on the work queue. Retries
+    failed receives forever with capped backoff (a queue recreated, a policy fixed).
+
+    Parameters:
+        client: the SQS client (injected).
+        queue_url: the source queue.
+        work: the bounded queue the workers drain.
+        inflight: the registry capacity is reserved from.
+        stats: counts receives and receive errors.
+        wait_time: FANOUT_WAIT_TIME_SECONDS (long poll).
+        visibility_timeout: FANOUT_VISIBILITY_TIMEOUT_SECONDS asked on receive.
+        backoff, rng: pause after failed receives.
+        telemetry: ``receive <source>`` spans and call metrics.
+    """
+
     def __init__(
         self,
         client: SQSClient,
@@ -121,7 +140,7 @@ class Poller:
                 span.set_attribute("error.type", failure.code)
                 span.set_status(StatusCode.ERROR)
                 failures += 1
-                self._stats.errors[f"receive:{failure.code}"] += 1
+                self._stats.error(ErrorKind.RECEIVE, failure.code)
                 level = logging.WARNING if failure.retryable else logging.ERROR
                 if failures == 1 or failures % 20 == 0:
                     log.log(

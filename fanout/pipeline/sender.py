@@ -8,13 +8,13 @@ fail for good are reported to the callback with their classified failure.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, StatusCode, use_span
 
-from fanout.aws.batch import call_batch, settle_all
+from fanout.aws.batch import OnSettled, call_batch, fail_all
 from fanout.aws.limits import MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_BYTES
 from fanout.aws.retry import Backoff, Failure
 from fanout.aws.urls import queue_name
@@ -45,9 +45,6 @@ class Copy:
     entry: dict[str, Any]
     size: int
     note: str = ""  # why this entry exists, e.g. the DLQ reason
-
-
-CopyCallback = Callable[[Copy, Failure | None], None]
 
 
 def outgoing_attributes(
@@ -140,12 +137,30 @@ def _without_event_id(copy: Copy) -> Copy:
 
 
 class QueueSender:
+    """The batch+send stage of one queue (a target, or the DLQ).
+
+    Owns the queue's Batcher (copies from any number of events share SendMessageBatch calls)
+    and reports every copy exactly once to ``on_settled``: accepted, or failed for good after
+    its retries. A copy larger than the queue's MaximumMessageSize fails without a call.
+
+    Parameters:
+        client: the SQS client (injected).
+        target: the queue and its FIFO settings.
+        on_settled: told each copy's end (the Settler for targets, DeadLetters for the DLQ).
+        backoff, rng: retry delays of failed entries and calls.
+        stats: counts SQS calls and retries.
+        linger: seconds a partial batch waits for more copies (FANOUT_LINGER_MS).
+        concurrency: SendMessageBatch calls in flight at once (FANOUT_SEND_CONCURRENCY).
+        max_message_bytes: the queue's MaximumMessageSize (read at start).
+        telemetry: ``send <queue>`` spans and call metrics.
+    """
+
     def __init__(
         self,
         client: SQSClient,
         target: Target,
         *,
-        on_done: CopyCallback,
+        on_settled: OnSettled[Copy],
         backoff: Backoff,
         rng: random.Random,
         stats: Stats,
@@ -157,7 +172,7 @@ class QueueSender:
         self.target = target
         self.max_message_bytes = max_message_bytes
         self._client = client
-        self._on_done = on_done
+        self._on_settled = on_settled
         self._backoff = backoff
         self._rng = rng
         self._stats = stats
@@ -171,7 +186,7 @@ class QueueSender:
         self.batcher: Batcher[Copy] = Batcher(
             target.name,
             self._send,
-            lambda batch, exc: settle_all(batch, exc, self._on_done),
+            lambda batch, exc: fail_all(batch, exc, self._on_settled),
             size_of=lambda c: c.size,
             linger=linger,
             concurrency=concurrency,
@@ -187,7 +202,7 @@ class QueueSender:
                 f"{copy.size} bytes > {self.max_message_bytes}, the queue's MaximumMessageSize",
                 retryable=False,
             )
-            self._on_done(copy, failure)
+            self._on_settled(copy, failure)
             return
         self.batcher.add(copy)
 
@@ -213,10 +228,10 @@ class QueueSender:
         instruments.batch_entries.record(len(batch), self._sent_attributes)
         failures: dict[str, int] = {}
 
-        def done(copy: Copy, failure: Failure | None) -> None:
+        def count_failures(copy: Copy, failure: Failure | None) -> None:
             if failure is not None:
                 failures[failure.code] = failures.get(failure.code, 0) + 1
-            self._on_done(copy, failure)
+            self._on_settled(copy, failure)
 
         async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
             return await self._client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
@@ -228,7 +243,7 @@ class QueueSender:
                 call,
                 batch,
                 lambda c: c.entry,
-                done,
+                count_failures,
                 backoff=self._backoff,
                 rng=self._rng,
                 stats=self._stats,
@@ -242,3 +257,32 @@ class QueueSender:
                     span.set_attribute("error.type", ",".join(sorted(failures)))
                     span.set_attribute("fanout.failed_count", sum(failures.values()))
                     span.set_status(StatusCode.ERROR)
+
+
+@dataclass(frozen=True)
+class SenderFactory:
+    """Builds the QueueSender of one queue with the service's shared client, retry policy and
+    tuning: every target's sender and the DLQ's come from here."""
+
+    client: SQSClient
+    backoff: Backoff
+    rng: random.Random
+    stats: Stats
+    linger: float
+    concurrency: int
+    queue_limits: Mapping[str, int] = field(default_factory=dict)  # MaximumMessageSize per URL
+    telemetry: Telemetry | None = None
+
+    def __call__(self, target: Target, on_settled: OnSettled[Copy]) -> QueueSender:
+        return QueueSender(
+            self.client,
+            target,
+            on_settled=on_settled,
+            backoff=self.backoff,
+            rng=self.rng,
+            stats=self.stats,
+            linger=self.linger,
+            concurrency=self.concurrency,
+            max_message_bytes=self.queue_limits.get(target.queue_url, MAX_MESSAGE_BYTES),
+            telemetry=self.telemetry,
+        )

@@ -24,6 +24,7 @@ from fanout.observability.telemetry import (
     producer_context,
     trace_attributes,
 )
+from fanout.outcomes import DlqReason, Outcome
 from fanout.pipeline.inflight import Received
 from fanout.pipeline.sender import QueueSender, make_copies
 from fanout.pipeline.settle import Settler
@@ -33,15 +34,31 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
-class Outcome:
+class Handled:
     """What happened to one event: for the process span and the metrics."""
 
-    name: str  # sent, unmatched or dlq
+    outcome: Outcome
     rule_ids: tuple[str, ...] = ()
     error_type: str | None = None
 
 
 class Worker:
+    """The validate+match stage: takes received messages off the work queue, parses and
+    validates each one, matches it against the rules, and hands one copy per matched target to
+    that target's sender (or the message to the DLQ). Never waits on SQS: a worker is free for
+    the next message as soon as the copies are queued.
+
+    Owns the ``process <source>`` span of each event and its ``messaging.process.duration``.
+
+    Parameters:
+        rules: the compiled rule set.
+        senders: the QueueSender of each target, by target name.
+        settler: told how many copies to expect, or that the message is unmatched or bad.
+        stats: counts processed, matches per rule, unmatched, defaulted.
+        telemetry: tracer and instruments (tracing off costs nothing per event).
+        source_name: the source queue's name, for span names and attributes.
+    """
+
     def __init__(
         self,
         rules: RuleSet,
@@ -68,8 +85,8 @@ class Worker:
             "messaging.destination.name": source_name,
         }
         self._outcome_attributes = {
-            name: {**self._metric_attributes, "fanout.outcome": name}
-            for name in ("sent", "unmatched", "dlq")
+            outcome: {**self._metric_attributes, "fanout.outcome": str(outcome)}
+            for outcome in Outcome
         }
 
     async def run(self, work: asyncio.Queue[Received]) -> None:
@@ -78,15 +95,10 @@ class Worker:
             try:
                 self.handle(message)
             except Exception as exc:  # a bug must not lose the message: it goes to the DLQ
-                log.exception(
-                    "event %s (message %s): unexpected error",
-                    message.event_id or "-",
-                    message.message_id,
-                    extra={"event_id": message.event_id, "message_id": message.message_id},
-                )
+                message.log(log, logging.ERROR, "unexpected error", exc_info=True)
                 try:
                     self._settler.dead_letter(
-                        message, "internal_error", type(exc).__name__, str(exc)
+                        message, DlqReason.INTERNAL_ERROR, type(exc).__name__, str(exc)
                     )
                 except Exception:  # not even a DLQ record: SQS redelivers it; the worker lives
                     log.exception("message %s: cannot dead-letter it", message.message_id)
@@ -97,15 +109,15 @@ class Worker:
     def handle(self, message: Received) -> None:
         started = time.perf_counter()
         if not self._telemetry.tracing:
-            outcome = self._handle(message, None)
+            handled = self._handle(message, None)
         else:
-            outcome = self._handle_traced(message)
+            handled = self._handle_traced(message)
         # Matches, unmatched and DLQ counts are observed from Stats (telemetry.observe_stats).
         self._instruments.process_duration.record(
-            time.perf_counter() - started, self._outcome_attributes[outcome.name]
+            time.perf_counter() - started, self._outcome_attributes[handled.outcome]
         )
 
-    def _handle_traced(self, message: Received) -> Outcome:
+    def _handle_traced(self, message: Received) -> Handled:
         # Child of the producer's context (the trace continues across the hop) and linked to it,
         # as the messaging conventions ask. Not made current: that costs ~5 us per event and
         # nothing below the worker makes spans synchronously.
@@ -122,40 +134,40 @@ class Worker:
         )
         try:
             message.trace_context = span.get_span_context()
-            outcome = self._handle(message, span)
+            handled = self._handle(message, span)
             if span.is_recording():
                 # Ids, topic and routing only: never event field values (PII).
                 attributes: dict[str, AttributeValue] = {
                     "messaging.message.id": message.message_id,
-                    "fanout.outcome": outcome.name,
+                    "fanout.outcome": str(handled.outcome),
                 }
                 if message.event is not None:
                     attributes["fanout.event.id"] = message.event.id
                     attributes["fanout.event.type"] = message.event.detail_type
-                if outcome.rule_ids:
-                    attributes["fanout.rule_ids"] = outcome.rule_ids
-                if outcome.error_type is not None:
-                    attributes["error.type"] = outcome.error_type
+                if handled.rule_ids:
+                    attributes["fanout.rule_ids"] = handled.rule_ids
+                if handled.error_type is not None:
+                    attributes["error.type"] = handled.error_type
                     span.set_status(StatusCode.ERROR)
                 span.set_attributes(attributes)
-            return outcome
+            return handled
         finally:
             span.end()
 
-    def _handle(self, message: Received, span: Span | None) -> Outcome:
+    def _handle(self, message: Received, span: Span | None) -> Handled:
         """Validate and match, hand copies to the senders; returns the outcome."""
         self._stats.processed += 1
         try:
             event = parse_event(message.body)
         except InvalidEvent as exc:
             self._settler.dead_letter(message, exc.reason, exc.reason, exc.detail)
-            return Outcome("dlq", error_type=exc.reason)
+            return Handled(Outcome.DLQ, error_type=exc.reason)
         message.event = event
         try:
             match = self._rules.match(event.data)
         except RuleError as exc:
-            self._settler.dead_letter(message, "rule_error", exc.rule_id, str(exc))
-            return Outcome("dlq", error_type="rule_error")
+            self._settler.dead_letter(message, DlqReason.RULE_ERROR, exc.rule_id, str(exc))
+            return Handled(Outcome.DLQ, error_type=DlqReason.RULE_ERROR)
         for rule_id in match.rule_ids:
             self._stats.per_rule[rule_id] += 1
         if not match.rule_ids:
@@ -163,7 +175,7 @@ class Worker:
             if not match.targets:
                 log.debug("event %s matched no rule", event.id, extra={"event_id": event.id})
                 self._settler.ack(message)
-                return Outcome("unmatched")
+                return Handled(Outcome.UNMATCHED)
             self._stats.defaulted += 1
         trace = trace_attributes(span) if span is not None else None
         self._settler.expect(message, len(match.targets))
@@ -173,4 +185,4 @@ class Worker:
             self._instruments.injection_skipped.add(1, self._metric_attributes)
         for copy in copies:
             self._senders[copy.target.name].submit(copy)
-        return Outcome("sent", match.rule_ids)
+        return Handled(Outcome.SENT, match.rule_ids)

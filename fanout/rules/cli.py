@@ -22,6 +22,7 @@ from jmespath.parser import ParsedResult
 
 from fanout.errors import ConfigError
 from fanout.events import InvalidEvent, parse_event
+from fanout.outcomes import DlqReason
 from fanout.rules.index import conjunction_terms, render
 from fanout.rules.loader import load_rules, load_rules_unresolved
 from fanout.rules.model import Rule, RuleError, RuleSet, evaluation_error, is_truthy
@@ -203,7 +204,7 @@ def explain_event(ruleset: RuleSet, body: str, *, validate: bool = True) -> dict
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return {"outcome": "invalid", "reason": "invalid_json", "detail": str(exc)}
+            return {"outcome": "invalid", "reason": DlqReason.INVALID_JSON, "detail": str(exc)}
         raw_id = data.get("id") if isinstance(data, Mapping) else None
         out = {"id": raw_id if isinstance(raw_id, str) else None}
     try:

@@ -38,6 +38,8 @@ from itertools import accumulate, product
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
+from fanout.rules.jmescompile import field_path
+
 Mode = Literal["jmespath", "pattern"]
 # not_string: raises unless the value is a string (starts_with, ends_with)
 # string / number: raises when the value is a string / a number (ordering comparisons)
@@ -66,7 +68,10 @@ _FALSE: Hashable = ("bool", False)
 
 
 def json_key(value: Any) -> Hashable:
-    """Key under which JMESPath ``==`` equality is dict equality: true != 1, 1 == 1.0."""
+    """Key under which JMESPath ``==`` equality is dict equality: true != 1, 1 == 1.0.
+
+    Looks like fanout.rules.patterns.value_key on purpose, but the two tables never mix: a
+    JMESPath path through a list yields null, while an EventBridge pattern looks into arrays."""
     cls = value.__class__
     if cls is str:
         return value  # type: ignore[no-any-return]
@@ -384,22 +389,6 @@ def _guards(node: Mapping[str, Any]) -> list[Guard] | None:
             lit = children[1]
             if path and lit.get("type") == "literal" and isinstance(lit["value"], str):
                 return [Guard(path, "not_string")]
-    return None
-
-
-def field_path(node: Mapping[str, Any]) -> Path | None:
-    """``a.b."c-d"`` as ("a", "b", "c-d"); None for anything that is not a chain of fields."""
-    kind = node.get("type")
-    if kind == "field":
-        return (str(node["value"]),)
-    if kind == "subexpression":
-        out: list[str] = []
-        for child in node["children"]:
-            part = field_path(child)
-            if part is None:
-                return None
-            out += part
-        return tuple(out)
     return None
 
 

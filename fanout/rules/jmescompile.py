@@ -31,7 +31,6 @@ import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Number
 from types import MappingProxyType
 from typing import Any, Final, cast
 
@@ -39,6 +38,8 @@ from jmespath import exceptions
 from jmespath.functions import Functions
 from jmespath.parser import Parser
 from jmespath.visitor import TreeInterpreter
+
+from fanout.jsontypes import is_number
 
 Fn = Callable[[Any], Any]
 
@@ -71,16 +72,6 @@ def compile_expression(expression: str) -> CompiledExpression:
 # --- value helpers (exactly the library's rules) --------------------------------------------
 
 
-def _is_number(x: Any) -> bool:
-    """A JSON number: int or float but not bool (the library's _is_actual_number)."""
-    t = type(x)
-    if t is int or t is float:
-        return True
-    if t is bool or t is str or t is list or t is dict or x is None:
-        return False  # the JSON types, decided without the slow ABC isinstance check
-    return isinstance(x, Number)
-
-
 def _is_false(x: Any) -> bool:
     """JMESPath falsiness: the library's test (equality, not Python truth), cheapest first."""
     return x is None or x is False or x == "" or x == [] or x == {}
@@ -88,10 +79,10 @@ def _is_false(x: Any) -> bool:
 
 def _equals(x: Any, y: Any) -> Any:
     """The library's ``==``: Python equality, but 0/1 never equal a boolean."""
-    if _is_number(x) and x in (0, 1):
+    if is_number(x) and x in (0, 1):
         if isinstance(y, bool):
             return False
-    elif _is_number(y) and y in (0, 1) and isinstance(x, bool):
+    elif is_number(y) and y in (0, 1) and isinstance(x, bool):
         return False
     return x == y
 
@@ -100,7 +91,7 @@ def _is_comparable(x: Any) -> bool:
     t = type(x)
     if t is int or t is float or t is str:
         return True
-    return x is not None and (isinstance(x, str) or _is_number(x))
+    return x is not None and (isinstance(x, str) or is_number(x))
 
 
 def _field(value: Any, key: str) -> Any:
@@ -587,7 +578,7 @@ class _Compiler:
         def not_(v: Any) -> Any:
             x = inner(v)
             # Python's `not`, except that 0 is true in JMESPath (so !0 is false).
-            return False if x else not _is_number(x)
+            return False if x else not is_number(x)
 
         return not_
 
@@ -618,7 +609,7 @@ class _Compiler:
     def _compare_literal(self, op: str, node: dict[str, Any], lit: Any, *, flipped: bool) -> Fn:
         """``node <op> literal`` (or ``literal <op> node`` when flipped)."""
         if op == "eq" and type(lit) is str:
-            keys = _field_path(node)
+            keys = field_path(node)
             if keys is not None and len(keys) <= 3:
                 return _path_equals_string(keys, lit)
         side = self.compile(node)
@@ -765,18 +756,20 @@ def _field_chain(keys: Sequence[str]) -> Fn:
     return chain
 
 
-def _field_path(node: dict[str, Any]) -> list[str] | None:
-    """The keys of a pure field chain (``a``, ``a.b.c``), else None."""
+def field_path(node: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """``a.b."c-d"`` as ("a", "b", "c-d"); None for anything that is not a chain of fields.
+
+    Shared with fanout.rules.index, which keys its lookup tables on the same paths."""
     if node["type"] == "field":
-        return [node["value"]]
+        return (str(node["value"]),)
     if node["type"] != "subexpression":
         return None
     keys = []
     for child in _flatten_sequence(node["children"]):
         if child["type"] != "field":
             return None
-        keys.append(child["value"])
-    return keys
+        keys.append(str(child["value"]))
+    return tuple(keys)
 
 
 def _path_equals_string(keys: Sequence[str], lit: str) -> Fn:
@@ -810,10 +803,10 @@ def _literal_equality(side: Fn, lit: Any) -> Fn:
         # 0/1 (and 0.0/1.0) never equal a boolean; other numbers never equal one anyway.
         def eq_bool(v: Any) -> Any:
             x = side(v)
-            return x is lit or (not _is_number(x) and x == lit)
+            return x is lit or (not is_number(x) and x == lit)
 
         return eq_bool
-    if _is_number(lit) and lit in (0, 1):
+    if is_number(lit) and lit in (0, 1):
 
         def eq_zero_one(v: Any) -> Any:
             x = side(v)

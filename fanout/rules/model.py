@@ -194,5 +194,3 @@ def is_truthy(value: Any) -> bool:
     if isinstance(value, (str, list, dict)):
         return len(value) > 0
     return True
-
-

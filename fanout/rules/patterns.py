@@ -27,6 +27,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from fanout.jsontypes import is_number, json_type
+
 __all__ = [
     "EventPattern",
     "PatternError",
@@ -114,7 +116,10 @@ class PatternTerm:
 def value_key(value: Any) -> Hashable | None:
     """The type-tagged key of a JSON scalar: "1", 1, true and null never collide; numbers are
     equal when numerically equal (300 == 300.0, like EventBridge's exact numeric matching).
-    None for values that cannot be keys (objects, arrays, NaN, infinities)."""
+    None for values that cannot be keys (objects, arrays, NaN, infinities).
+
+    Deliberately separate from fanout.rules.index.json_key (JMESPath equality): patterns look
+    into arrays and JMESPath paths do not, so their index tables are never shared."""
     t = type(value)
     if t is str:
         return ("s", value)
@@ -166,22 +171,6 @@ _Pred = Callable[[Any], bool]
 
 def _true(_: Any) -> bool:
     return True
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "array"
-    return type(value).__name__
 
 
 class _Leaf:
@@ -375,10 +364,6 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _check_number(value: Any, where: str, *, compared: bool = True) -> float:
     """Finite; for ranges and anything-but also exactly a double (event-ruler compares those as
     doubles, while an exact value such as an account number may have more digits)."""
@@ -402,7 +387,7 @@ def _string_operand(op: str, value: Any, where: str) -> str:
         hint = " (quote it in YAML)" if not isinstance(value, Mapping | list) else ""
         raise PatternError(
             where,
-            f"{op} wants a string, got {_json_type(value)}",
+            f"{op} wants a string, got {json_type(value)}",
             f'write {{"{op}": "text"}}{hint}',
         )
     return value
@@ -416,7 +401,7 @@ def _string_list(op: str, value: Any, where: str) -> list[str]:
         if not isinstance(v, str):
             raise PatternError(
                 where,
-                f"anything-but {op} wants strings, got {_json_type(v)}",
+                f"anything-but {op} wants strings, got {json_type(v)}",
                 f'write {{"anything-but": {{"{op}": "text"}}}} or a list of strings',
             )
     return list(items)
@@ -457,7 +442,7 @@ def _compile_leaf(values: Any, path: tuple[str, ...], where: str) -> _Leaf:
             else:
                 leaf.strs.add(item)
             leaf.wants.append(_q(item))
-        elif _is_number(item):
+        elif is_number(item):
             _check_number(item, at, compared=False)
             leaf.nums.add(item)
             leaf.wants.append(json.dumps(item))
@@ -467,7 +452,7 @@ def _compile_leaf(values: Any, path: tuple[str, ...], where: str) -> _Leaf:
             raise PatternError(
                 at,
                 f"a value must be a string, number, true, false, null or an operator object, "
-                f"got {_json_type(item)}",
+                f"got {json_type(item)}",
                 'write one flat list, e.g. ["a", "b"] or [{"prefix": "a"}]',
             )
     leaf.finish()
@@ -571,7 +556,7 @@ def _compile_anything_but(leaf: _Leaf, arg: Any, where: str) -> None:
     if all(isinstance(v, str) for v in values):
         excluded = frozenset(values)
         leaf.any_preds.append(lambda v: not (type(v) is str and v in excluded))
-    elif all(_is_number(v) for v in values):
+    elif all(is_number(v) for v in values):
         for v in values:
             _check_number(v, where)
         excluded_nums: frozenset[Any] = frozenset(values)
@@ -609,7 +594,7 @@ def _compile_numeric(arg: Any, where: str) -> tuple[_Pred, str]:
             raise PatternError(
                 f"{where}[{i}]", f"unknown numeric operator {op!r}", "use =, <, <=, > or >="
             )
-        if not _is_number(num):
+        if not is_number(num):
             raise PatternError(
                 f"{where}[{i + 1}]", f"the value of {op} must be a number", _NUMERIC_FIX
             )
@@ -663,7 +648,7 @@ def _same_ip(text: str) -> _Pred:
 def _compile_cidr(arg: Any, where: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     fix = 'write e.g. {"cidr": "10.0.0.0/24"} or {"cidr": "2001:db8::/32"}'
     if not isinstance(arg, str):
-        raise PatternError(where, f"cidr wants a string, got {_json_type(arg)}", fix)
+        raise PatternError(where, f"cidr wants a string, got {json_type(arg)}", fix)
     address, slash, bits = arg.partition("/")
     if not slash or "/" in bits:
         raise PatternError(where, "malformed CIDR, exactly one '/' required", fix)
@@ -798,7 +783,7 @@ def _parse_object(
         else:
             raise PatternError(
                 at,
-                f"a field's value must be an object or a list, got {_json_type(value)}",
+                f"a field's value must be an object or a list, got {json_type(value)}",
                 f'wrap values in a list, e.g. "{key}": [{json.dumps(value, default=str)}]',
             )
     return branches
@@ -815,7 +800,7 @@ def _parse_or(
         at = f"{where}[{i}]"
         if not isinstance(alternative, Mapping):
             raise PatternError(
-                at, f"$or items must be objects, got {_json_type(alternative)}", f"write {fix}"
+                at, f"$or items must be objects, got {json_type(alternative)}", f"write {fix}"
             )
         copies = [dict(b) for b in branches]
         expanded.extend(_parse_object(alternative, path, at, copies, True))
@@ -997,7 +982,7 @@ def _why_leaf(leaf: _Leaf, raw: Any) -> str:
         return f"{where} is an empty array; the pattern wants {wants}"
     if leaf.wants == ["absent"]:
         return f"{where} is present; the pattern wants it absent"
-    kinds = sorted({_json_type(v) for v in scalars})
+    kinds = sorted({json_type(v) for v in scalars})
     has = " or ".join(k if k == "null" else f"a{'n' if k[0] in 'aeiou' else ''} {k}" for k in kinds)
     many = "no element of the array matches" if isinstance(raw, list | tuple) else "no match"
     return f"{where}: {many} (the event has {has}); the pattern wants {wants}"
@@ -1064,7 +1049,7 @@ class EventPattern:
         """None when the event matches; else the first failing field test, without event
         values (events carry personal data) — only paths, JSON types and what was wanted."""
         if not isinstance(event, Mapping):
-            return f"the event is {_json_type(event)}, not an object"
+            return f"the event is {json_type(event)}, not an object"
         reasons = []
         for tree in self._trees:
             if tree.match(event):
@@ -1121,7 +1106,7 @@ def compile_pattern(source: Mapping[str, Any] | str) -> EventPattern:
     if not isinstance(parsed, Mapping):
         raise PatternError(
             "(pattern)",
-            f"a pattern must be an object, got {_json_type(parsed)}",
+            f"a pattern must be an object, got {json_type(parsed)}",
             'write e.g. {"source": ["aws.partner/genesys.com"]}',
         )
     branches = _parse_object(parsed, (), "", [{}], False)

@@ -1,0 +1,101 @@
+"""Start-up checks: every queue fanout will touch exists, is reachable and allowed, before any
+message is received. A problem is one line naming the queue, where its URL came from, and the fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from fanout.aws.limits import MAX_MESSAGE_BYTES
+from fanout.aws.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
+from fanout.config import Settings
+from fanout.errors import StartupError
+from fanout.rules import RuleSet
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QueueRef:
+    """A queue to check at start, with where its URL came from (for the error message)."""
+
+    label: str
+    url: str
+    origin: str
+
+
+def queues_to_check(settings: Settings, rules: RuleSet) -> list[QueueRef]:
+    assert settings.source_queue_url is not None
+    refs = [QueueRef("source queue", settings.source_queue_url, "FANOUT_SOURCE_QUEUE_URL")]
+    if settings.dlq_url:
+        refs.append(QueueRef("DLQ", settings.dlq_url, "FANOUT_DLQ_URL"))
+    for target in rules.targets.values():
+        refs.append(QueueRef(f"target '{target.name}'", target.queue_url, rules.path))
+    return refs
+
+
+async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) -> dict[str, int]:
+    """Fail the start with one clear line if any queue is missing, denied or unreachable.
+
+    Returns each queue's MaximumMessageSize: copies over a target's limit go to the DLQ
+    without a doomed send (older queues still have the former 256 KiB default)."""
+    source_has_redrive = False
+    limits: dict[str, int] = {}
+    # Transient errors (throttling, 5xx, a dropped connection) are retried like any call: they
+    # say nothing about the configuration, so they must not end the start with exit 2.
+    backoff = Backoff.from_settings(settings)
+    rng = random.Random()  # noqa: S311 - jitter, not cryptography
+    for ref in queues_to_check(settings, rules):
+
+        def retrying(failure: Failure, attempt: int, ref: QueueRef = ref) -> None:
+            log.warning("checking %s: %s (attempt %d), retrying", ref.label, failure.code, attempt)
+
+        try:
+            response = await call_with_retry(
+                functools.partial(
+                    client.get_queue_attributes,
+                    QueueUrl=ref.url,
+                    AttributeNames=["RedrivePolicy", "MaximumMessageSize"],
+                ),
+                backoff,
+                rng,
+                on_retry=retrying,
+            )
+        except NoCredentialsError:
+            raise StartupError(
+                "no AWS credentials found by the standard provider chain "
+                "(env, ~/.aws, SSO, instance role); configure one"
+            ) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            if code in NON_EXISTENT_QUEUE_CODES:
+                problem = "does not exist"
+            elif "AccessDenied" in code:
+                problem = "access denied (see README: IAM actions per queue)"
+            else:
+                problem = f"failed: {code} {exc.response.get('Error', {}).get('Message', '')}"
+            raise StartupError(f"{ref.label} {ref.url} {problem} (set in {ref.origin})") from None
+        except (BotoCoreError, OSError) as exc:
+            raise StartupError(
+                f"{ref.label} {ref.url} is unreachable: {exc} (set in {ref.origin}; "
+                f"endpoint {settings.endpoint_url or 'AWS'})"
+            ) from None
+        attributes = response.get("Attributes", {})
+        limits[ref.url] = int(attributes.get("MaximumMessageSize", MAX_MESSAGE_BYTES))
+        if ref.label == "source queue":
+            source_has_redrive = "RedrivePolicy" in attributes
+    if not settings.dlq_url and not source_has_redrive:
+        log.warning(
+            "no DLQ configured (FANOUT_DLQ_URL) and the source queue has no redrive policy: "
+            "events that cannot be delivered will be received again and again"
+        )
+    return limits
