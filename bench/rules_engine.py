@@ -36,11 +36,11 @@ from typing import Any
 
 import jmespath
 
-from bench.rulesets import Flavour, ruleset_yaml
 from fanout.local.synthetic import GenesysEventGenerator
 from fanout.rules import RuleSet, load_rules
 from fanout.rules.jmescompile import compile_expression
 from fanout.rules.model import is_truthy
+from fanout.testing.rulesets import Flavour, ruleset_yaml
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV = {

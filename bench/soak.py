@@ -5,7 +5,8 @@
 fanout runs in this process (the same Service the CLI runs), so the task count is
 ``len(asyncio.all_tasks())`` of its event loop (minus the publisher and sampler tasks). RSS is
 this process's (fanout plus the publisher, which holds nothing between batches). At the end
-the source is drained and every event is accounted for (tests/reliability.py): lost must be 0.
+the source is drained and every event is accounted for (fanout/testing/accounting.py):
+lost must be 0.
 Uses uniquely named queues on the shared LocalStack and deletes them afterwards.
 """
 
@@ -25,7 +26,7 @@ import orjson
 from fanout.aws.checks import check_queues
 from fanout.aws.client import create_client
 from fanout.service import Service
-from tests.reliability import (
+from fanout.testing.accounting import (
     LOCALSTACK_URL,
     account,
     client,

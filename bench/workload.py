@@ -50,7 +50,7 @@ def bodies(n: int, seed: int = 0, size: int | None = None) -> list[str]:
 def rules_text(spec: str) -> str:
     if spec == "shipped":
         return SHIPPED_RULES.read_text()
-    from bench.rulesets import ruleset_yaml
+    from fanout.testing.rulesets import ruleset_yaml
 
     return ruleset_yaml(int(spec))
 

@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from tests.harness import Harness
+from tests.support.harness import Harness
 
 DUMMY_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -20,7 +20,7 @@ import aioboto3
 import pytest
 from botocore.config import Config
 
-from tests.harness import Harness
+from tests.support.harness import Harness
 
 HERE = Path(__file__).parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

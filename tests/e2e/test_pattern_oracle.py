@@ -22,7 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from fanout.rules.patterns import EventPattern, PatternError, compile_pattern, values_at
-from tests.test_patterns import DOC_EXAMPLES, EC2_EVENT
+from tests.unit.rules.test_patterns import DOC_EXAMPLES, EC2_EVENT
 
 SEED = 20261128
 PAIRS = 400

@@ -24,7 +24,7 @@ import yaml
 from fanout.local.synthetic import GenesysEventGenerator, MalformedKind, Mix
 from fanout.rules import load_rules, load_rules_unresolved
 from tests.e2e.conftest import MakeQueue, RouteToQueues
-from tests.harness import Harness, bodies_of, conversation, simplified
+from tests.support.harness import Harness, bodies_of, conversation, simplified
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules.yaml"
