@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -53,10 +53,6 @@ class BatchBuffer(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
     def add(self, item: T, size: int) -> list[list[T]]:
         if size > self.limits.max_bytes:
             raise TooLarge(f"{size} bytes > {self.limits.max_bytes}")
@@ -72,17 +68,6 @@ class BatchBuffer(Generic[T]):
     def take(self) -> list[T]:
         items, self._items, self._bytes = self._items, [], 0
         return items
-
-
-def pack(items: Iterable[tuple[T, int]], limits: BatchLimits = BatchLimits()) -> list[list[T]]:
-    """Split ``(item, size)`` pairs, in order, into batches that respect ``limits``."""
-    buffer: BatchBuffer[T] = BatchBuffer(limits)
-    batches: list[list[T]] = []
-    for item, size in items:
-        batches.extend(buffer.add(item, size))
-    if len(buffer):
-        batches.append(buffer.take())
-    return batches
 
 
 class Batcher(Generic[T]):
