@@ -15,7 +15,7 @@ import pytest
 
 from fanout.aws.urls import queue_name
 from fanout.testing.faultproxy import ErrorResponse, FaultProxy
-from tests.support.harness import Harness, dumps, ids_of, simplified
+from tests.support.harness import Harness, dumps, ids_of, run_fanout_cli, simplified
 
 pytestmark = pytest.mark.integration
 
@@ -37,19 +37,7 @@ async def fanout(
     *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), timeout: float = 60
 ) -> tuple[int, str, str]:
     environment = {k: v for k, v in os.environ.items() if k not in unset}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fanout",
-        "run",
-        *args,
-        env={**environment, **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_fanout_cli("run", *args, env={**environment, **(env or {})}, timeout=timeout)
 
 
 async def queues(h: Harness) -> dict[str, str]:

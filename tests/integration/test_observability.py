@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from fanout.errors import ConfigError
 from fanout.observability.health import not_ready_reason
 from fanout.observability.telemetry import setup_telemetry
 from fanout.pipeline.inflight import InFlight, Received
-from tests.support.harness import Harness, conversation, dumps, simplified
+from tests.support.harness import Harness, conversation, dumps, run_fanout_cli, simplified
 from tests.support.otlp_receiver import OtlpReceiver, SpanView
 
 pytestmark = pytest.mark.integration
@@ -70,19 +69,8 @@ async def run_fanout(
             **env,
         }
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fanout",
-        "run",
-        "--exit-when-idle",
-        "1",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=base,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, err.decode()
+    code, _, err = await run_fanout_cli("run", "--exit-when-idle", "1", env=base, timeout=120)
+    return code, err
 
 
 def by_prefix(spans: list[SpanView], prefix: str) -> list[SpanView]:

@@ -4,16 +4,14 @@ addresses, names and emails; every byte it writes is grepped for them."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from typing import Any
 
 import orjson
 import pytest
 
 from fanout.aws.urls import queue_name
-from tests.support.harness import Harness, conversation, dumps
+from tests.support.harness import Harness, conversation, dumps, run_fanout_cli
 
 pytestmark = pytest.mark.integration
 
@@ -80,20 +78,8 @@ rules:
             "OTEL_METRICS_EXPORTER": "console",
         }
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fanout",
-        "run",
-        "--exit-when-idle",
-        "1",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out_b, err_b = await asyncio.wait_for(proc.communicate(), 120)
-    out, err = out_b.decode(), err_b.decode()
-    assert proc.returncode == 0, err
+    code, out, err = await run_fanout_cli("run", "--exit-when-idle", "1", env=env, timeout=120)
+    assert code == 0, err
 
     # The run really happened and really exported: otherwise the grep below proves nothing.
     assert f'"process {queue_name(source)}"' in out and "messaging.process.duration" in out, out[

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +203,27 @@ def bodies_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def ids_of(messages: list[dict[str, Any]]) -> list[str]:
     return [str(orjson.loads(m["Body"])["id"]) for m in messages]
+
+
+async def run_fanout_cli(
+    *args: str, env: Mapping[str, str], timeout: float = 60
+) -> tuple[int, str, str]:
+    """``python -m fanout <args>`` in its own process with exactly ``env``: (exit code, stdout,
+    stderr). Killed if it outlives ``timeout`` (the test then fails on the TimeoutError)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fanout",
+        *args,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

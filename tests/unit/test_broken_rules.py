@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import fanout.rules.loader
 from fanout.errors import RulesError
 from fanout.rules import load_rules
 from fanout.rules.loader import MAX_RULES_FILE_BYTES, MAX_YAML_NODES
+from tests.support.harness import run_fanout_cli
 
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/"
 TARGET = f'targets:\n  a: {{queue_url: "{URL}a"}}\n'
@@ -136,10 +136,7 @@ class Outcome:
 
 async def run_cli(path: Path, env: dict[str, str]) -> Outcome:
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fanout",
+    code, out, err = await run_fanout_cli(
         "run",
         "--rules",
         str(path),
@@ -148,18 +145,9 @@ async def run_cli(path: Path, env: dict[str, str]) -> Outcome:
         "--endpoint-url",
         "http://127.0.0.1:9",
         env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        timeout=TIMEOUT,
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    elapsed = time.monotonic() - started
-    return Outcome(path, proc.returncode, out.decode(), err.decode(), elapsed)
+    return Outcome(path, code, out, err, time.monotonic() - started)
 
 
 @pytest.fixture(scope="module")
