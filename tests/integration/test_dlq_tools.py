@@ -235,3 +235,30 @@ async def test_missing_dlq_is_one_line(harness: Harness) -> None:
     code, _, err = await fanout("dlq", "inspect", *common(h, urls))
     assert code == 2
     assert err.strip().startswith("fanout: error: DLQ") and "does not exist" in err
+
+
+async def test_rules_diff_from_dlq_reads_without_consuming(harness: Harness) -> None:
+    h = harness
+    urls = await setup(h)
+    new_rules = h.rules(
+        RULES.format(**urls).replace("priority == 'critical'", "priority == 'high'"), "new.yaml"
+    )
+    events = [simplified("critical", channel="chat", outcome="missed") for _ in range(3)]
+    await fill_dlq(h, urls, ("critical",), events)
+    code, out, err = await fanout(
+        "rules", "diff", str(urls["rules"]), str(new_rules), "--from-dlq", urls["dlq"],
+        "--endpoint-url", h.endpoint, "--region", "us-east-1", "--json",
+    )  # fmt: skip
+    assert code == 1, err
+    diff = orjson.loads(out)
+    assert diff["events"] == 3
+    assert diff["changes"] == [
+        {
+            "from": "critical",
+            "to": "(none)",
+            "events": 3,
+            "old_rules": {"critical": 3},
+            "new_rules": {},
+        }
+    ]
+    assert await h.depth(urls["dlq"]) == (3, 0)
