@@ -109,3 +109,20 @@ def test_no_events_is_one_line(
     old, new = files
     assert rules_cli.main(build_parser().parse_args(["rules", "diff", str(old), str(new)])) == 2
     assert capsys.readouterr().err.startswith("fanout: error: no events given")
+
+
+def test_every_dlq_flag_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    dlq = build_parser()._subparsers._group_actions[0].choices["dlq"]  # type: ignore[union-attr]
+    commands = dlq._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(commands) == {"inspect", "redrive"}
+    flags = {
+        opt
+        for command in commands.values()
+        for action in command._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt != "--help"
+    }
+    assert len(flags) >= 15
+    assert sorted(flag for flag in flags if f"`{flag}" not in readme) == []
+    assert "### `fanout dlq inspect`" in readme and "### `fanout dlq redrive`" in readme
