@@ -1,4 +1,5 @@
-"""Command line: ``fanout run`` (also ``python -m fanout run``). Flags override FANOUT_* vars."""
+"""Command line: ``fanout run``, ``fanout rules ...``, ``fanout dlq ...`` (also ``python -m
+fanout``). Flags override FANOUT_* vars."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.observability.stats import Stats, render_summary
 from fanout.observability.telemetry import Telemetry, setup_telemetry
+from fanout.ops import cli as ops_cli
 from fanout.rules import cli as rules_cli
 from fanout.rules import load_rules
 from fanout.service import Service
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--seed", type=int, default=7, help="synthetic traffic seed")
     local.add_argument("--no-progress", action="store_true", help="no live progress line")
     rules_cli.add_parser(sub)
+    ops_cli.add_parser(sub)
     return parser
 
 
@@ -182,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
     if args.command == "rules":
         return rules_cli.main(args)
+    if args.command == "dlq":
+        return ops_cli.main(args)
     return 2  # pragma: no cover - argparse enforces the subcommand
 
 

@@ -26,6 +26,10 @@ from fanout.rules import FifoSettings, Target
 log = logging.getLogger(__name__)
 
 REASON_ATTRIBUTE = "fanout.reason"
+# The record's layout. 1 (no ``version`` key): the fields below up to ``body``. 2: ``fifo_ids``
+# (the failed FIFO copies' MessageGroupId / MessageDeduplicationId, by target) added.
+# Readers (fanout.ops.records) accept every version.
+RECORD_VERSION = 2
 
 
 def build_record(
@@ -37,8 +41,10 @@ def build_record(
     failed_targets: Sequence[str] = (),
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The DLQ record (pure). ``failed_targets`` names only the targets that did not get a copy."""
+    """The DLQ record (pure). ``failed_targets`` names only the targets that did not get a copy;
+    ``fifo_ids`` holds, for each failed FIFO target, the ids its copy was sent with."""
     return {
+        "version": RECORD_VERSION,
         "reason": str(reason),
         "error_code": error_code,
         "error_message": error_message,
@@ -48,6 +54,11 @@ def build_record(
         "approximate_receive_count": message.receive_count,
         "time": (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
         "message_attributes": message.message_attributes,
+        "fifo_ids": {
+            name: ids
+            for name, ids in (message.failed_fifo_ids or {}).items()
+            if name in failed_targets
+        },
         "body": message.body,
     }
 
@@ -70,6 +81,19 @@ def _json_default(value: Any) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode_record(record: dict[str, Any]) -> str:
+    """The DLQ message body of a record."""
+    return orjson.dumps(record, default=_json_default).decode()
+
+
+def record_attributes(reason: str, event_id: str | None) -> dict[str, dict[str, Any]]:
+    """Reason and event id as attributes too, so operators can filter without parsing."""
+    attrs = {REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason}}
+    if event_id:
+        attrs[EVENT_ID_ATTRIBUTE] = {"DataType": "String", "StringValue": event_id}
+    return attrs
 
 
 def dlq_target(url: str) -> Target:
@@ -109,11 +133,8 @@ class DeadLetters:
             self._stats.error(ErrorKind.NO_DLQ, reason)
             self._acker.abandon(message)
             return
-        body = orjson.dumps(record, default=_json_default).decode()
-        # Reason and event id as attributes too, so operators can filter without parsing.
-        attrs = {REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason}}
-        if message.event_id:
-            attrs[EVENT_ID_ATTRIBUTE] = {"DataType": "String", "StringValue": message.event_id}
+        body = encode_record(record)
+        attrs = record_attributes(reason, message.event_id)
         copy = make_copy(
             message, self.target, body, message.event_id, attributes=attrs, note=reason
         )

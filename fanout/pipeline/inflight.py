@@ -36,6 +36,9 @@ class Received:
     event: Event | None = None
     pending: int = 0
     failures: dict[str, Failure] = field(default_factory=dict)
+    # FIFO ids of copies that failed for good, by target: the DLQ record keeps them so that a
+    # redrive sends with the same group and deduplication ids (None: no FIFO copy failed).
+    failed_fifo_ids: dict[str, dict[str, str]] | None = None
     aws_trace_header: str | None = None  # X-Ray context (AWSTraceHeader system attribute)
     trace_context: SpanContext | None = None  # the process span's, for links from send spans
 

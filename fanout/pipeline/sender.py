@@ -124,6 +124,14 @@ def _copy(
     return Copy(source, target, entry, size, note)
 
 
+FIFO_ID_KEYS = ("MessageGroupId", "MessageDeduplicationId")
+
+
+def fifo_ids_of(entry: Mapping[str, Any]) -> dict[str, str]:
+    """The FIFO ids of a send entry (empty for a standard queue's entry)."""
+    return {key: str(entry[key]) for key in FIFO_ID_KEYS if key in entry}
+
+
 def _without_event_id(copy: Copy) -> Copy:
     attrs = copy.entry.get("MessageAttributes") or {}
     if EVENT_ID_ATTRIBUTE not in attrs:

@@ -16,7 +16,7 @@ from fanout.outcomes import DlqReason, ErrorKind
 from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters, build_record, delivery_failure_record
 from fanout.pipeline.inflight import Received
-from fanout.pipeline.sender import Copy
+from fanout.pipeline.sender import Copy, fifo_ids_of
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ class Settler:
             self._stats.per_target[copy.target.name] += 1
         else:
             message.failures[copy.target.name] = failure
+            fifo_ids = fifo_ids_of(copy.entry)
+            if fifo_ids:
+                if message.failed_fifo_ids is None:
+                    message.failed_fifo_ids = {}
+                message.failed_fifo_ids[copy.target.name] = fifo_ids
             self._stats.error(ErrorKind.SEND, failure.code)
         message.pending -= 1
         if message.pending > 0:

@@ -1,4 +1,5 @@
-"""``fanout rules check`` and ``fanout rules test``: the rule set explained, offline.
+"""``fanout rules check``, ``fanout rules test`` and ``fanout rules diff``: the rule set
+explained, offline (``diff --from-dlq`` reads a DLQ, releasing what it read).
 
 ``check`` loads and compiles a rules file and shows how the index finds each rule (or why it
 is tested on every event). ``test`` runs events through the rule set as the service would and
@@ -31,7 +32,7 @@ _RULE_FILE_SUFFIXES = (".yaml", ".yml")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``rules`` command and its ``check`` / ``test`` subcommands."""
+    """The ``rules`` command and its ``check`` / ``test`` / ``diff`` subcommands."""
     rules = sub.add_parser("rules", help="check a rules file, or test events against it")
     commands = rules.add_subparsers(dest="rules_command", required=True)
     check = commands.add_parser(
@@ -63,12 +64,34 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="match the raw JSON without the envelope / Genesys checks the service applies",
     )
     test.add_argument("--json", action="store_true", help="one JSON object per event")
+    diff = commands.add_parser(
+        "diff", help="which events the NEW rules would send to different targets than OLD"
+    )
+    diff.add_argument("old", type=Path, metavar="OLD", help="the rules file in use")
+    diff.add_argument("new", type=Path, metavar="NEW", help="the rules file to compare")
+    diff.add_argument(
+        "events",
+        nargs="*",
+        metavar="EVENTS",
+        help="event files: one JSON event per file, or one per line; - reads stdin",
+    )
+    diff.add_argument(
+        "--from-dlq",
+        metavar="URL",
+        help="also the events of this DLQ's records (read, then released: none consumed)",
+    )
+    diff.add_argument("--endpoint-url", help="for --from-dlq: FANOUT_ENDPOINT_URL")
+    diff.add_argument("--region", help="for --from-dlq: FANOUT_REGION")
+    diff.add_argument("--limit", type=int, metavar="N", help="--from-dlq: read at most N records")
+    diff.add_argument("--json", action="store_true", help="one JSON document")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         if args.rules_command == "check":
             return check_rules(args.rules, resolve_env=args.resolve_env, as_json=args.json)
+        if args.rules_command == "diff":
+            return diff_command(args)
         paths: list[str] = list(args.paths)
         rules_path: Path | None = args.rules_file
         if rules_path is None and paths[0].endswith(_RULE_FILE_SUFFIXES):
@@ -135,6 +158,48 @@ def _rule_report(rule: Rule) -> dict[str, Any]:
         "complete": plan.complete,
         "reason": plan.reason,
     }
+
+
+# --- diff ----------------------------------------------------------------------------------
+
+
+def diff_command(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
+    """Exit 0 when no event would be routed differently, 1 when some would (as diff(1))."""
+    from fanout.ops import rulediff
+
+    old = load_rules_unresolved(args.old)
+    new = load_rules_unresolved(args.new)
+    if not args.events and not args.from_dlq:
+        raise ConfigError("no events given: pass event files, - for stdin, or --from-dlq URL")
+    bodies = [item.body for item in _read_events(args.events, stdin or sys.stdin)]
+    if args.from_dlq:
+        bodies.extend(_dlq_bodies(args))
+    diff = rulediff.diff_events(old, new, bodies)
+    if args.json:
+        sys.stdout.write(orjson.dumps(diff, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(rulediff.render(diff))
+    return 1 if diff["changed"] else 0
+
+
+def _dlq_bodies(args: argparse.Namespace) -> list[str]:
+    from fanout.aws.client import create_client
+    from fanout.cli import run_async
+    from fanout.config import load_settings
+    from fanout.ops.cli import read_all
+
+    settings = load_settings(
+        dlq_url=args.from_dlq, endpoint_url=args.endpoint_url, region=args.region
+    )
+
+    async def read() -> list[str]:
+        async with create_client(settings) as client:
+            records = await read_all(
+                client, settings, args.from_dlq, limit=args.limit, hold_seconds=60
+            )
+        return [r.body for r in records]
+
+    return run_async(read())
 
 
 # --- test ----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def test_build_record() -> None:
         now=NOW,
     )
     assert record == {
+        "version": 2,
         "reason": "no_route",
         "error_code": "RuleError",
         "error_message": "rule 'x': boom",
@@ -44,6 +45,7 @@ def test_build_record() -> None:
         "approximate_receive_count": 3,
         "time": "2026-11-28T03:00:00.123+00:00",
         "message_attributes": ATTRIBUTES,
+        "fifo_ids": {},
         "body": BODY,
     }
     # What the DLQ receives: JSON whose body field is the original string, byte for byte.

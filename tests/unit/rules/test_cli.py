@@ -238,7 +238,7 @@ def test_subprocess_entry_point(tmp_path: Path) -> None:
 def test_every_rules_flag_is_in_the_readme() -> None:
     sub = build_parser()._subparsers._group_actions[0].choices["rules"]  # type: ignore[union-attr]
     commands = sub._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert set(commands) == {"check", "test"}
+    assert set(commands) == {"check", "test", "diff"}
     flags = [
         opt
         for command in commands.values()
@@ -249,6 +249,7 @@ def test_every_rules_flag_is_in_the_readme() -> None:
     assert len(flags) >= 4
     assert [flag for flag in flags if f"`{flag}" not in README] == []
     assert "fanout rules check" in README and "fanout rules test" in README
+    assert "### `fanout rules diff`" in README
 
 
 def test_events_pattern_rules_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,2 @@
+"""On-call tools: ``fanout dlq inspect`` / ``fanout dlq redrive`` (records, reader, redrive) and
+the rule-change preview behind ``fanout rules diff`` (rulediff)."""
