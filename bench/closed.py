@@ -26,7 +26,7 @@ from bench.check import verify
 from bench.procs import PY, Child, ChildResult, child_env, stub_server
 from bench.sqsenv import Observed, Queues
 from bench.workload import REPO, TargetSpec, Workload, queue_env
-from fanout.testing.packing import pack
+from fanout.pipeline.batching import pack
 
 DATA_OPS = (
     "ReceiveMessage",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -68,6 +68,18 @@ class BatchBuffer(Generic[T]):
     def take(self) -> list[T]:
         items, self._items, self._bytes = self._items, [], 0
         return items
+
+
+def pack(items: Iterable[tuple[T, int]], limits: BatchLimits = BatchLimits()) -> list[list[T]]:
+    """Split ``(item, size)`` pairs, in order, into batches that respect ``limits`` (what the
+    buffer does when no linger cuts a batch short; the redrive and the bench's minimum calls)."""
+    buffer: BatchBuffer[T] = BatchBuffer(limits)
+    batches: list[list[T]] = []
+    for item, size in items:
+        batches.extend(buffer.add(item, size))
+    if len(buffer):
+        batches.append(buffer.take())
+    return batches
 
 
 class Batcher(Generic[T]):

@@ -16,8 +16,8 @@ from fanout.pipeline.batching import (
     BatchLimits,
     TooLarge,
     message_size,
+    pack,
 )
-from fanout.testing.packing import pack
 
 HALF = MAX_MESSAGE_BYTES // 2
 
