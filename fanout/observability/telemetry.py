@@ -211,6 +211,12 @@ def observe_stats(
         "Retried SQS calls and batch entries, per error code",
         lambda: by("error.type", stats.retries),
     )
+    counter(
+        "fanout.rules.reloads",
+        "{reload}",
+        "Rules reloads (SIGHUP, --watch-rules), per result: ok, error (old rules kept)",
+        lambda: by("result", stats.reloads),
+    )
     meter.create_observable_gauge(
         "fanout.inflight.messages",
         callbacks=[lambda _: [Observation(inflight(), source_attributes)]],

@@ -34,6 +34,8 @@ class Received:
     received_at: float = field(default_factory=time.monotonic)
     extend_at: float = 0.0
     event: Event | None = None
+    # The envelope's id when the body was an envelope but its detail was invalid.
+    envelope_id: str | None = None
     pending: int = 0
     failures: dict[str, Failure] = field(default_factory=dict)
     aws_trace_header: str | None = None  # X-Ray context (AWSTraceHeader system attribute)
@@ -58,7 +60,7 @@ class Received:
 
     @property
     def event_id(self) -> str | None:
-        return self.event.id if self.event is not None else None
+        return self.event.id if self.event is not None else self.envelope_id
 
     def log(
         self, logger: logging.Logger, level: int, text: str, *args: object, exc_info: bool = False

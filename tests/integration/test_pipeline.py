@@ -600,3 +600,26 @@ async def test_dlq_record_too_large_for_the_dlq_leaves_the_source_message(
     assert stats.deleted == 0 and stats.abandoned == 1
     assert stats.errors["dlq_write:MessageTooLarge"] == 1
     assert await h.depth(urls["source"]) == (0, 1)  # kept, never truncated: it comes back
+
+
+async def test_summary_counts_redeliveries(harness: Harness) -> None:
+    """Messages received once before (and let go) count as redeliveries on their next receive."""
+    h = harness
+    urls = await setup(h)
+    await h.send(urls["source"], [dumps(simplified("high")) for _ in range(5)])
+    # Receive three of them once without deleting and make them visible again at once.
+    seen: dict[str, str] = {}
+    while len(seen) < 3:
+        response = await h.sqs.receive_message(
+            QueueUrl=urls["source"], MaxNumberOfMessages=3 - len(seen), WaitTimeSeconds=0
+        )
+        for m in response.get("Messages", []):
+            seen[m["MessageId"]] = m["ReceiptHandle"]
+    for handle in seen.values():
+        await h.sqs.change_message_visibility(
+            QueueUrl=urls["source"], ReceiptHandle=handle, VisibilityTimeout=0
+        )
+    stats = await h.run_until_idle(urls["settings"])
+    assert stats.received == 5 and stats.deleted == 5
+    assert stats.redelivered == 3
+    assert stats.summary()["redelivered"] == 3
