@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pollers", type=int, help="FANOUT_POLLERS")
     run.add_argument("--workers", type=int, help="FANOUT_WORKERS")
     run.add_argument("--max-in-flight", type=int, help="FANOUT_MAX_IN_FLIGHT")
+    run.add_argument("--max-in-flight-bytes", type=int, help="FANOUT_MAX_IN_FLIGHT_BYTES")
     run.add_argument("--linger-ms", type=float, help="FANOUT_LINGER_MS")
     run.add_argument("--delete-linger-ms", type=float, help="FANOUT_DELETE_LINGER_MS")
     run.add_argument("--wait-time-seconds", type=int, help="FANOUT_WAIT_TIME_SECONDS")

@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fanout.aws.checks import check_new_targets
+from fanout.aws.limits import MAX_MESSAGE_BYTES
 from fanout.aws.retry import Backoff
 from fanout.aws.urls import queue_name
 from fanout.config import Settings
@@ -90,7 +91,11 @@ class Service:
         self.telemetry = telemetry
         self._client = client
         self.stats = stats or Stats()
-        self.inflight = InFlight(settings.max_in_flight)
+        self.inflight = InFlight(
+            settings.max_in_flight,
+            settings.max_in_flight_bytes,
+            message_bytes=(queue_limits or {}).get(settings.source_queue_url, MAX_MESSAGE_BYTES),
+        )
         self.work: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.max_in_flight)
         self.stop = asyncio.Event()
         rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -159,6 +164,7 @@ class Service:
             telemetry.meter,
             self.stats,
             lambda: len(self.inflight),
+            inflight_bytes=lambda: self.inflight.bytes,
             source=source_name,
             target_queues=self._target_queues,
             dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
@@ -179,12 +185,14 @@ class Service:
         seconds; then shut down gracefully and return the counters."""
         s = self.settings
         log.info(
-            "fanout started: %d rules, %d targets, %d pollers, %d workers, max %d in flight",
+            "fanout started: %d rules, %d targets, %d pollers, %d workers, max %d in flight "
+            "and %.0f MiB of bodies",
             len(self.rules.rules),
             len(self.rules.targets),
             s.pollers,
             s.workers,
             s.max_in_flight,
+            s.max_in_flight_bytes / 2**20,
         )
         self.stats.started_at = time.monotonic()
         self.inflight.last_message_at = time.monotonic()
