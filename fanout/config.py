@@ -62,10 +62,10 @@ class Settings(BaseSettings):
         description="Received-but-not-deleted messages at most; pollers pause at this level.",
     )
     max_in_flight_bytes: int = Field(
-        default=256 * 1024 * 1024,
+        default=32 * 1024 * 1024,
         ge=1024,
-        description="Body bytes of received-but-not-deleted messages at most (256 MiB, for a "
-        "512 MiB container); pollers pause at this level.",
+        description="Body bytes of received-but-not-deleted messages at most; pollers pause "
+        "at this level. 32 MiB fits a 512 MiB container (README: Memory).",
     )
     wait_time_seconds: int = Field(
         default=20, ge=0, le=20, description="ReceiveMessage long-poll wait."

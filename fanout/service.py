@@ -220,6 +220,7 @@ class Service:
             await asyncio.gather(heartbeat, return_exceptions=True)
             if self.health is not None:
                 await self.health.stop()
+            self.stats.peak_in_flight_bytes = self.inflight.peak_bytes
         return self.stats
 
     @property

@@ -32,6 +32,7 @@ class Stats:
     retries: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
     reloads: Counter[str] = field(default_factory=Counter)  # by ReloadResult
+    peak_in_flight_bytes: int = 0  # set at the end of a run (InFlight.peak_bytes)
 
     def error(self, kind: ErrorKind, code: str | None = None) -> None:
         """Count one error under its summary key (``send:ThrottlingException``)."""
@@ -63,6 +64,7 @@ class Stats:
             "visibility_extended": self.visibility_extended,
             "sqs_calls": dict(sorted(self.calls.items())),
             "rules_reloads": dict(sorted(self.reloads.items())),
+            "peak_in_flight_bytes": self.peak_in_flight_bytes,
         }
 
 
