@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="consume the source queue and fan events out")
     run.add_argument("--rules", type=Path, help="rules file (FANOUT_RULES, default rules.yaml)")
+    run.add_argument(
+        "--watch-rules",
+        action="store_const",
+        const=True,
+        help="FANOUT_WATCH_RULES: reload the rules when the file changes (SIGHUP always does)",
+    )
     run.add_argument("--source-queue-url", help="FANOUT_SOURCE_QUEUE_URL")
     run.add_argument("--dlq-url", help="FANOUT_DLQ_URL")
     run.add_argument("--endpoint-url", help="FANOUT_ENDPOINT_URL (LocalStack, moto)")
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pollers", type=int, help="FANOUT_POLLERS")
     run.add_argument("--workers", type=int, help="FANOUT_WORKERS")
     run.add_argument("--max-in-flight", type=int, help="FANOUT_MAX_IN_FLIGHT")
+    run.add_argument("--max-in-flight-bytes", type=int, help="FANOUT_MAX_IN_FLIGHT_BYTES")
     run.add_argument("--linger-ms", type=float, help="FANOUT_LINGER_MS")
     run.add_argument("--delete-linger-ms", type=float, help="FANOUT_DELETE_LINGER_MS")
     run.add_argument("--wait-time-seconds", type=int, help="FANOUT_WAIT_TIME_SECONDS")
@@ -115,7 +122,7 @@ async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
             with telemetry.tracer.start_as_current_span("check queues"):
                 limits = await check_queues(client, settings, rules)
             service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
-            install_signal_handlers(service.stop)
+            install_signal_handlers(service.stop, service.reloader.request)
             return await service.run(exit_when_idle=exit_when_idle)
     finally:
         telemetry.shutdown()  # flush the last spans and metrics

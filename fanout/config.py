@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         default=None, description="AWS region; unset uses the AWS provider chain's region."
     )
     rules: Path = Field(default=Path("rules.yaml"), description="Path of the rules file.")
+    watch_rules: bool = Field(
+        default=False,
+        description="Reload the rules when the file changes (also a ConfigMap's symlink swap); "
+        "SIGHUP reloads them either way.",
+    )
+    rules_watch_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often --watch-rules looks at the file."
+    )
 
     pollers: int = Field(default=4, ge=1, le=256, description="Concurrent ReceiveMessage loops.")
     workers: int = Field(default=4, ge=1, le=1024, description="Validate+match workers.")
@@ -52,6 +60,12 @@ class Settings(BaseSettings):
         default=1000,
         ge=10,
         description="Received-but-not-deleted messages at most; pollers pause at this level.",
+    )
+    max_in_flight_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Body bytes of received-but-not-deleted messages at most; pollers pause "
+        "at this level. 32 MiB fits a 512 MiB container (README: Memory).",
     )
     wait_time_seconds: int = Field(
         default=20, ge=0, le=20, description="ReceiveMessage long-poll wait."

@@ -9,6 +9,7 @@ naming the field, not an event that silently fails every ``>`` comparison.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,10 @@ GENESYS_SOURCE_PREFIX = "aws.partner/genesys.com"
 SIMPLIFIED_SOURCE = "genesys.cloud"
 CONVERSATION_TOPIC_PREFIX = "v2.detail.events.conversation."
 AUDIT_TOPIC_PREFIX = "v2.audits."
+# SQS refuses C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF, in a message attribute
+# value (the ``fanout.event_id`` attribute on every copy). Tab, LF, CR and the C1 controls are
+# refused as well: no EventBridge id has them, and they would split or garble a log line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
 
 # Strict float accepts JSON integers and rejects strings and booleans: "a valid number".
 Number = StrictFloat
@@ -120,12 +125,16 @@ class Event:
 
 
 class InvalidEvent(Exception):
-    """The body cannot be routed. ``reason`` is a stable code, ``detail`` names the field."""
+    """The body cannot be routed. ``reason`` is a stable code, ``detail`` names the field.
 
-    def __init__(self, reason: DlqReason, detail: str) -> None:
+    ``event_id`` is the envelope's id when the envelope itself was valid (an invalid detail),
+    so the DLQ record still names the event."""
+
+    def __init__(self, reason: DlqReason, detail: str, event_id: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.event_id = event_id
 
 
 def _first_error(exc: ValidationError, prefix: str) -> str:
@@ -135,11 +144,27 @@ def _first_error(exc: ValidationError, prefix: str) -> str:
     return f"{where}: {err['msg']}"
 
 
-def _validate(model: type[BaseModel], value: Any, reason: DlqReason, prefix: str) -> None:
+def _validate(
+    model: type[BaseModel],
+    value: Any,
+    reason: DlqReason,
+    prefix: str,
+    event_id: str | None = None,
+) -> None:
     try:
         model.model_validate(value)
     except ValidationError as exc:
-        raise InvalidEvent(reason, _first_error(exc, prefix)) from None
+        raise InvalidEvent(reason, _first_error(exc, prefix), event_id) from None
+
+
+def _check_id(event_id: str) -> None:
+    bad = _CONTROL.search(event_id)
+    if bad is not None:
+        raise InvalidEvent(
+            DlqReason.INVALID_ENVELOPE,
+            f"id: contains control character U+{ord(bad.group()):04X} at position {bad.start()}"
+            " (SQS refuses it in the fanout.event_id attribute)",
+        )
 
 
 def parse_event(body: str) -> Event:
@@ -159,17 +184,20 @@ def parse_event(body: str) -> Event:
         kind = json_type(data["detail"])
         raise InvalidEvent(DlqReason.INVALID_ENVELOPE, f"detail: must be a JSON object, not {kind}")
     _validate(EventBridgeEnvelope, data, DlqReason.INVALID_ENVELOPE, "")
+    event_id: str = data["id"]
+    _check_id(event_id)
     detail: dict[str, Any] = data["detail"]
     source: str = data["source"]
     detail_type: str = data["detail-type"]
+    invalid = DlqReason.INVALID_DETAIL
     if source.startswith(GENESYS_SOURCE_PREFIX):
-        _validate(GenesysDetail, detail, DlqReason.INVALID_DETAIL, "detail")
+        _validate(GenesysDetail, detail, invalid, "detail", event_id)
         body_model = _body_model(detail_type)
         if body_model is not None:
-            _validate(body_model, detail["eventBody"], DlqReason.INVALID_DETAIL, "detail.eventBody")
+            _validate(body_model, detail["eventBody"], invalid, "detail.eventBody", event_id)
     elif source == SIMPLIFIED_SOURCE:
-        _validate(SimplifiedDetail, detail, DlqReason.INVALID_DETAIL, "detail")
-    return Event(id=data["id"], detail_type=detail_type, source=source, data=data, body=body)
+        _validate(SimplifiedDetail, detail, invalid, "detail", event_id)
+    return Event(id=event_id, detail_type=detail_type, source=source, data=data, body=body)
 
 
 class _DuplicateKey(Exception):

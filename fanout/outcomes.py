@@ -55,6 +55,15 @@ BAD_INPUT = frozenset(
 )
 
 
+class ReloadResult(StrEnum):
+    """How a rules reload ended (the ``result`` attribute of ``fanout.rules.reloads``)."""
+
+    #: The new rules are in force.
+    OK = "ok"
+    #: The new file did not load, compile or check: the running rules stay in force.
+    ERROR = "error"
+
+
 class ErrorKind(StrEnum):
     """Where an error happened: the prefix of the exit summary's ``errors`` keys
     (``send:ThrottlingException``, ``delete:ReceiptHandleIsInvalid``...)."""

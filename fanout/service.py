@@ -22,6 +22,8 @@ import random
 import time
 from typing import TYPE_CHECKING
 
+from fanout.aws.checks import check_new_targets
+from fanout.aws.limits import MAX_MESSAGE_BYTES
 from fanout.aws.retry import Backoff
 from fanout.aws.urls import queue_name
 from fanout.config import Settings
@@ -32,13 +34,16 @@ from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters
 from fanout.pipeline.inflight import InFlight, Received
 from fanout.pipeline.poller import Poller
+from fanout.pipeline.routing import Routing
 from fanout.pipeline.sender import QueueSender, SenderFactory
 from fanout.pipeline.settle import Settler
 from fanout.pipeline.worker import Worker
+from fanout.reload import RulesChange, RulesReloader
 from fanout.rules import RuleSet
+from fanout.rules import load_rules as load_rules_file
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from types_aiobotocore_sqs import SQSClient
 
@@ -55,6 +60,8 @@ class Service:
     the Settler, DeadLetters, the Acker and its visibility heartbeat, the health server) and
     runs them until ``stop`` is set, then shuts down within FANOUT_SHUTDOWN_TIMEOUT_SECONDS.
 
+    A rules reload (SIGHUP, FANOUT_WATCH_RULES: ``reloader``) goes through ``apply_rules``.
+
     Parameters:
         settings: the one Settings object.
         rules: the compiled rule set.
@@ -63,6 +70,7 @@ class Service:
         rng: jitter for retries (seeded in tests).
         queue_limits: MaximumMessageSize per queue URL, from ``check_queues``.
         telemetry: tracer, meter and instruments (off by default).
+        load_rules: how a reload reads the rules (default: ``load_rules(settings.rules)``).
     """
 
     def __init__(
@@ -75,14 +83,19 @@ class Service:
         rng: random.Random | None = None,
         queue_limits: Mapping[str, int] | None = None,
         telemetry: Telemetry | None = None,
+        load_rules: Callable[[], RuleSet] | None = None,
     ) -> None:
         assert settings.source_queue_url is not None
         self.settings = settings
         telemetry = telemetry or Telemetry.off()
         self.telemetry = telemetry
-        self.rules = rules
+        self._client = client
         self.stats = stats or Stats()
-        self.inflight = InFlight(settings.max_in_flight)
+        self.inflight = InFlight(
+            settings.max_in_flight,
+            settings.max_in_flight_bytes,
+            message_bytes=(queue_limits or {}).get(settings.source_queue_url, MAX_MESSAGE_BYTES),
+        )
         self.work: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.max_in_flight)
         self.stop = asyncio.Event()
         rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -98,22 +111,33 @@ class Service:
             visibility_timeout=settings.visibility_timeout_seconds,
             telemetry=telemetry,
         )
-        senders = SenderFactory(
+        # Owned here and shared with the factory: a reload adds the new targets' limits.
+        self._queue_limits = dict(queue_limits or {})
+        self._senders = SenderFactory(
             client,
             backoff,
             rng,
             self.stats,
             linger=settings.linger_seconds,
             concurrency=settings.send_concurrency,
-            queue_limits=queue_limits or {},
+            queue_limits=self._queue_limits,
             telemetry=telemetry,
         )
-        self.dead_letters = DeadLetters(settings.dlq_url, senders, self.acker, self.stats)
+        self.dead_letters = DeadLetters(settings.dlq_url, self._senders, self.acker, self.stats)
         self.settler = Settler(self.acker, self.dead_letters, self.stats, telemetry)
-        self.senders = {
-            name: senders(target, self.settler.copy_settled)
-            for name, target in rules.targets.items()
-        }
+        self.routing = Routing(
+            rules,
+            {t: self._senders(t, self.settler.copy_settled) for t in rules.targets.values()},
+        )
+        path = settings.rules
+        self.reloader = RulesReloader(
+            path,
+            load_rules or (lambda: load_rules_file(path)),
+            self.apply_rules,
+            self.stats,
+            watch=settings.watch_rules,
+            interval=settings.rules_watch_interval_seconds,
+        )
         self.pollers = [
             Poller(
                 client,
@@ -131,15 +155,18 @@ class Service:
         ]
         source_name = queue_name(settings.source_queue_url)
         self.workers = [
-            Worker(rules, self.senders, self.settler, self.stats, telemetry, source_name)
+            Worker(self.routing, self.settler, self.stats, telemetry, source_name)
             for _ in range(settings.workers)
         ]
+        # Target name -> queue name for the sent-messages metric; a reload adds to it.
+        self._target_queues = {n: queue_name(t.queue_url) for n, t in rules.targets.items()}
         observe_stats(
             telemetry.meter,
             self.stats,
             lambda: len(self.inflight),
+            inflight_bytes=lambda: self.inflight.bytes,
             source=source_name,
-            target_queues={n: queue_name(t.queue_url) for n, t in rules.targets.items()},
+            target_queues=self._target_queues,
             dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
         )
         self.health = (
@@ -158,12 +185,14 @@ class Service:
         seconds; then shut down gracefully and return the counters."""
         s = self.settings
         log.info(
-            "fanout started: %d rules, %d targets, %d pollers, %d workers, max %d in flight",
+            "fanout started: %d rules, %d targets, %d pollers, %d workers, max %d in flight "
+            "and %.0f MiB of bodies",
             len(self.rules.rules),
             len(self.rules.targets),
             s.pollers,
             s.workers,
             s.max_in_flight,
+            s.max_in_flight_bytes / 2**20,
         )
         self.stats.started_at = time.monotonic()
         self.inflight.last_message_at = time.monotonic()
@@ -171,6 +200,7 @@ class Service:
             assert s.http_port is not None
             await self.health.start(s.http_host, s.http_port)
         heartbeat = asyncio.create_task(self.acker.heartbeat(), name="visibility heartbeat")
+        reloader = asyncio.create_task(self.reloader.run(), name="rules reload")
         pollers = [asyncio.create_task(p.run(), name="poller") for p in self.pollers]
         workers = [asyncio.create_task(w.run(self.work), name="worker") for w in self.workers]
         idle = (
@@ -183,12 +213,40 @@ class Service:
         finally:
             if idle is not None:
                 idle.cancel()
+            reloader.cancel()  # a reload in progress is dropped: the running rules stay
+            await asyncio.gather(reloader, return_exceptions=True)
             await self._shutdown(pollers, workers)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             if self.health is not None:
                 await self.health.stop()
+            self.stats.peak_in_flight_bytes = self.inflight.peak_bytes
         return self.stats
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set in force."""
+        return self.routing.rules
+
+    async def apply_rules(self, rules: RuleSet) -> RulesChange:
+        """Check the new rules' new target queues, give each new target a sender, then swap
+        (between two events). Raises StartupError, changing nothing, when a queue is missing,
+        denied or unreachable. Senders of removed targets stay until drained."""
+        limits = await check_new_targets(self._client, self.settings, rules, self._queue_limits)
+        self._queue_limits.update(limits)
+        routing = self.routing
+        new = {t: self._senders(t, self.settler.copy_settled) for t in routing.needs_sender(rules)}
+        old = routing.rules
+        routing.swap(rules, new)
+        for name, target in rules.targets.items():
+            self._target_queues[name] = queue_name(target.queue_url)
+        routing.prune()
+        return RulesChange(
+            rules=len(rules.rules),
+            targets=len(rules.targets),
+            added=tuple(sorted(set(rules.targets) - set(old.targets))),
+            removed=tuple(sorted(set(old.targets) - set(rules.targets))),
+        )
 
     async def _watch_idle(self, idle: float) -> None:
         while not self.stop.is_set():
@@ -240,7 +298,7 @@ class Service:
     def _all_senders(self) -> list[QueueSender]:
         # Order matters when draining: target sends settle into DLQ writes, both into deletes.
         extra = [self.dead_letters.sender] if self.dead_letters.sender is not None else []
-        return [*self.senders.values(), *extra]
+        return [*self.routing.senders, *extra]
 
     async def _drain(self) -> None:
         senders = self._all_senders()

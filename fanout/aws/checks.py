@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,46 +51,8 @@ async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) ->
     without a doomed send (older queues still have the former 256 KiB default)."""
     source_has_redrive = False
     limits: dict[str, int] = {}
-    # Transient errors (throttling, 5xx, a dropped connection) are retried like any call: they
-    # say nothing about the configuration, so they must not end the start with exit 2.
-    backoff = Backoff.from_settings(settings)
-    rng = random.Random()  # noqa: S311 - jitter, not cryptography
     for ref in queues_to_check(settings, rules):
-
-        def retrying(failure: Failure, attempt: int, ref: QueueRef = ref) -> None:
-            log.warning("checking %s: %s (attempt %d), retrying", ref.label, failure.code, attempt)
-
-        try:
-            response = await call_with_retry(
-                functools.partial(
-                    client.get_queue_attributes,
-                    QueueUrl=ref.url,
-                    AttributeNames=["RedrivePolicy", "MaximumMessageSize"],
-                ),
-                backoff,
-                rng,
-                on_retry=retrying,
-            )
-        except NoCredentialsError:
-            raise StartupError(
-                "no AWS credentials found by the standard provider chain "
-                "(env, ~/.aws, SSO, instance role); configure one"
-            ) from None
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            if code in NON_EXISTENT_QUEUE_CODES:
-                problem = "does not exist"
-            elif "AccessDenied" in code:
-                problem = "access denied (see README: IAM actions per queue)"
-            else:
-                problem = f"failed: {code} {exc.response.get('Error', {}).get('Message', '')}"
-            raise StartupError(f"{ref.label} {ref.url} {problem} (set in {ref.origin})") from None
-        except (BotoCoreError, OSError) as exc:
-            raise StartupError(
-                f"{ref.label} {ref.url} is unreachable: {exc} (set in {ref.origin}; "
-                f"endpoint {settings.endpoint_url or 'AWS'})"
-            ) from None
-        attributes = response.get("Attributes", {})
+        attributes = await _check_queue(client, settings, ref)
         limits[ref.url] = int(attributes.get("MaximumMessageSize", MAX_MESSAGE_BYTES))
         if ref.label == "source queue":
             source_has_redrive = "RedrivePolicy" in attributes
@@ -99,3 +62,62 @@ async def check_queues(client: SQSClient, settings: Settings, rules: RuleSet) ->
             "events that cannot be delivered will be received again and again"
         )
     return limits
+
+
+async def check_new_targets(
+    client: SQSClient, settings: Settings, rules: RuleSet, known: Container[str]
+) -> dict[str, int]:
+    """On a rules reload: check the target queues not checked before (URL not in ``known``);
+    StartupError names the first missing, denied or unreachable one. Returns their limits."""
+    limits: dict[str, int] = {}
+    for target in rules.targets.values():
+        if target.queue_url in known or target.queue_url in limits:
+            continue
+        ref = QueueRef(f"target '{target.name}'", target.queue_url, rules.path)
+        attributes = await _check_queue(client, settings, ref)
+        limits[ref.url] = int(attributes.get("MaximumMessageSize", MAX_MESSAGE_BYTES))
+    return limits
+
+
+async def _check_queue(client: SQSClient, settings: Settings, ref: QueueRef) -> dict[str, str]:
+    """GetQueueAttributes on one queue; a problem raises StartupError naming it."""
+    # Transient errors (throttling, 5xx, a dropped connection) are retried like any call: they
+    # say nothing about the configuration, so they must not end the start with exit 2.
+    backoff = Backoff.from_settings(settings)
+    rng = random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def retrying(failure: Failure, attempt: int) -> None:
+        log.warning("checking %s: %s (attempt %d), retrying", ref.label, failure.code, attempt)
+
+    try:
+        response = await call_with_retry(
+            functools.partial(
+                client.get_queue_attributes,
+                QueueUrl=ref.url,
+                AttributeNames=["RedrivePolicy", "MaximumMessageSize"],
+            ),
+            backoff,
+            rng,
+            on_retry=retrying,
+        )
+    except NoCredentialsError:
+        raise StartupError(
+            "no AWS credentials found by the standard provider chain "
+            "(env, ~/.aws, SSO, instance role); configure one"
+        ) from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        if code in NON_EXISTENT_QUEUE_CODES:
+            problem = "does not exist"
+        elif "AccessDenied" in code:
+            problem = "access denied (see README: IAM actions per queue)"
+        else:
+            problem = f"failed: {code} {exc.response.get('Error', {}).get('Message', '')}"
+        raise StartupError(f"{ref.label} {ref.url} {problem} (set in {ref.origin})") from None
+    except (BotoCoreError, OSError) as exc:
+        raise StartupError(
+            f"{ref.label} {ref.url} is unreachable: {exc} (set in {ref.origin}; "
+            f"endpoint {settings.endpoint_url or 'AWS'})"
+        ) from None
+    attributes = {str(k): v for k, v in response.get("Attributes", {}).items()}
+    return attributes

@@ -181,8 +181,19 @@ async def run_local(
                 endpoint,
                 len(target_urls),
             )
-            service = Service(local, rules, client, queue_limits=limits, telemetry=telemetry)
-            install_signal_handlers(service.stop)
+            service = Service(
+                local,
+                rules,
+                client,
+                queue_limits=limits,
+                telemetry=telemetry,
+                # A reload binds the targets to the local queues too (a new target has none:
+                # its ${VAR} URL fails the queue check, and the running rules stay).
+                load_rules=lambda: load_rules_unresolved(settings.rules).with_queue_urls(
+                    target_urls
+                ),
+            )
+            install_signal_handlers(service.stop, service.reloader.request)
             downstream = Downstream()
             helpers = [
                 asyncio.create_task(produce(client, source, options, downstream)),

@@ -33,7 +33,7 @@ def not_ready_reason(
             f"stuck: {len(inflight)} messages in flight, none settled for "
             f"{now - inflight.last_settled_at:.0f}s"
         )
-    if inflight.free > 0:  # pollers are not held by backpressure: they should be receiving
+    if not inflight.held:  # pollers are not held by backpressure: they should be receiving
         if inflight.last_receive_ok_at is None:
             return "no successful receive yet"
         if now - inflight.last_receive_ok_at > window:

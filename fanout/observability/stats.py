@@ -14,6 +14,9 @@ from fanout.outcomes import ErrorKind
 class Stats:
     started_at: float = field(default_factory=time.monotonic)
     received: int = 0
+    # Receives of a message SQS had handed out before (ApproximateReceiveCount > 1): visibility
+    # timeouts, released or abandoned messages, a crashed predecessor's messages.
+    redelivered: int = 0
     processed: int = 0
     deleted: int = 0
     released: int = 0
@@ -28,6 +31,8 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
+    reloads: Counter[str] = field(default_factory=Counter)  # by ReloadResult
+    peak_in_flight_bytes: int = 0  # set at the end of a run (InFlight.peak_bytes)
 
     def error(self, kind: ErrorKind, code: str | None = None) -> None:
         """Count one error under its summary key (``send:ThrottlingException``)."""
@@ -41,6 +46,7 @@ class Stats:
         return {
             "elapsed_seconds": round(self.elapsed, 3),
             "received": self.received,
+            "redelivered": self.redelivered,
             "processed": self.processed,
             "deleted": self.deleted,
             "events_per_second": round(self.processed / self.elapsed, 2),
@@ -57,6 +63,8 @@ class Stats:
             "expired_receipts": self.expired_receipts,
             "visibility_extended": self.visibility_extended,
             "sqs_calls": dict(sorted(self.calls.items())),
+            "rules_reloads": dict(sorted(self.reloads.items())),
+            "peak_in_flight_bytes": self.peak_in_flight_bytes,
         }
 
 
@@ -70,6 +78,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         "fanout summary",
         f"  received     {summary['received']} in {summary['elapsed_seconds']:.1f}s "
         f"({summary['events_per_second']:.1f} events/s), deleted {summary['deleted']}",
+        f"  redelivered  {summary['redelivered']} of the receives (ApproximateReceiveCount > 1: "
+        "a visibility timeout, a release, a restart)",
         f"  per rule     {counts(summary['per_rule'])}",
         f"  per target   {counts(summary['per_target'])}",
         f"  unmatched    {summary['unmatched']} (to default targets: {summary['default_targets']})",
@@ -80,4 +90,6 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"expired receipts {summary['expired_receipts']}",
         f"  SQS calls    {counts(summary['sqs_calls'])}",
     ]
+    if summary["rules_reloads"]:
+        lines.append(f"  rules reloads {counts(summary['rules_reloads'])}")
     return "\n".join(lines)

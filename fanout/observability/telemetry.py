@@ -137,6 +137,7 @@ def observe_stats(
     stats: Stats,
     inflight: Callable[[], int],
     *,
+    inflight_bytes: Callable[[], int] | None = None,
     source: str,
     target_queues: Mapping[str, str],
     dlq_queue: str | None,
@@ -211,12 +212,25 @@ def observe_stats(
         "Retried SQS calls and batch entries, per error code",
         lambda: by("error.type", stats.retries),
     )
+    counter(
+        "fanout.rules.reloads",
+        "{reload}",
+        "Rules reloads (SIGHUP, --watch-rules), per result: ok, error (old rules kept)",
+        lambda: by("result", stats.reloads),
+    )
     meter.create_observable_gauge(
         "fanout.inflight.messages",
         callbacks=[lambda _: [Observation(inflight(), source_attributes)]],
         unit="{message}",
         description="Received but not yet deleted, released or abandoned",
     )
+    if inflight_bytes is not None:
+        meter.create_observable_gauge(
+            "fanout.inflight.bytes",
+            callbacks=[lambda _: [Observation(inflight_bytes(), source_attributes)]],
+            unit="By",
+            description="Body bytes of the in-flight messages (FANOUT_MAX_IN_FLIGHT_BYTES)",
+        )
 
 
 @dataclass

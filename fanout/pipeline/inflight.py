@@ -4,6 +4,13 @@ A message is in flight from the moment ReceiveMessage returns it until it is del
 released (made visible again) or abandoned (left to come back after its visibility timeout).
 Pollers reserve capacity before receiving, so ``max_in_flight`` is never exceeded: that is the
 backpressure that keeps memory bounded when targets slow down.
+
+Capacity is counted in messages and in body bytes (``max_bytes``, FANOUT_MAX_IN_FLIGHT_BYTES).
+The size of what a receive will return is unknown until it returns, so each reserved slot
+holds ``message_bytes`` (the source queue's MaximumMessageSize, the most one message can be)
+until its message arrives and is counted at its real size: in-flight bytes plus reservations
+never exceed the budget. One exception keeps a too-small budget from deadlocking: when nothing
+at all is in flight, one message may be received whatever its size.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanContext
 
+from fanout.aws.limits import MAX_MESSAGE_BYTES
 from fanout.aws.retry import Failure
 from fanout.events import Event
 
@@ -34,6 +42,8 @@ class Received:
     received_at: float = field(default_factory=time.monotonic)
     extend_at: float = 0.0
     event: Event | None = None
+    # The envelope's id when the body was an envelope but its detail was invalid.
+    envelope_id: str | None = None
     pending: int = 0
     failures: dict[str, Failure] = field(default_factory=dict)
     # FIFO ids of copies that failed for good, by target: the DLQ record keeps them so that a
@@ -41,6 +51,12 @@ class Received:
     failed_fifo_ids: dict[str, dict[str, str]] | None = None
     aws_trace_header: str | None = None  # X-Ray context (AWSTraceHeader system attribute)
     trace_context: SpanContext | None = None  # the process span's, for links from send spans
+    size: int = field(init=False)  # body bytes (UTF-8), counted against max_bytes
+
+    def __post_init__(self) -> None:
+        body = self.body
+        # isascii() is O(1) on CPython's compact strings: most bodies are not encoded again.
+        self.size = len(body) if body.isascii() else len(body.encode("utf-8", "surrogatepass"))
 
     @classmethod
     def from_sqs(cls, message: dict[str, Any], visibility_timeout: float) -> Received:
@@ -61,7 +77,7 @@ class Received:
 
     @property
     def event_id(self) -> str | None:
-        return self.event.id if self.event is not None else None
+        return self.event.id if self.event is not None else self.envelope_id
 
     def log(
         self, logger: logging.Logger, level: int, text: str, *args: object, exc_info: bool = False
@@ -83,8 +99,18 @@ class Received:
 class InFlight:
     """Registry of in-flight messages plus the capacity pollers reserve from."""
 
-    def __init__(self, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        max_in_flight: int,
+        max_bytes: int | None = None,
+        *,
+        message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
         self.max_in_flight = max_in_flight
+        self.max_bytes = max_bytes  # None: bounded in messages only
+        self.message_bytes = message_bytes
+        self.bytes = 0  # body bytes of the tracked messages
+        self.peak_bytes = 0  # the most ``bytes`` has been (tests, bench)
         self._messages: dict[str, Received] = {}
         self._reserved = 0
         self._room = asyncio.Event()
@@ -103,20 +129,37 @@ class InFlight:
     def free(self) -> int:
         return self.max_in_flight - len(self._messages) - self._reserved
 
+    @property
+    def held(self) -> bool:
+        """True while pollers wait for room (messages or bytes): backpressure."""
+        return self._grantable(1) == 0
+
+    def _grantable(self, most: int) -> int:
+        slots = min(most, self.free)
+        if slots <= 0 or self.max_bytes is None:
+            return max(slots, 0)
+        room = self.max_bytes - self.bytes - self._reserved * self.message_bytes
+        by_bytes = room // self.message_bytes if self.message_bytes > 0 else slots
+        if by_bytes <= 0:
+            # A budget smaller than one message must not deadlock: alone, one may come in.
+            return 1 if not self._messages and not self._reserved else 0
+        return min(slots, by_bytes)
+
     async def reserve(self, most: int) -> int:
         """Wait until there is room, then reserve up to ``most`` slots; returns how many."""
-        while self.free <= 0:
+        while (granted := self._grantable(most)) <= 0:
             self._room.clear()
             await self._room.wait()
         # No await between the check and the update: reservations cannot overshoot.
-        granted = min(most, self.free)
         self._reserved += granted
         return granted
 
     def admit(self, message: Received) -> None:
-        """Turn one reserved slot into a tracked message."""
+        """Turn one reserved slot into a tracked message, counted at its real size."""
         self._reserved -= 1
         self._messages[message.receipt_handle] = message
+        self.bytes += message.size
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
         self.last_message_at = time.monotonic()
 
     def unreserve(self, count: int) -> None:
@@ -127,5 +170,6 @@ class InFlight:
     def remove(self, message: Received) -> None:
         """The message is settled (deleted, released or abandoned): free its slot."""
         if self._messages.pop(message.receipt_handle, None) is not None:
+            self.bytes -= message.size
             self.last_settled_at = time.monotonic()
             self._room.set()

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# SentTimestamp feeds lag; ApproximateReceiveCount goes into DLQ records; AWSTraceHeader is the
-# X-Ray trace context EventBridge may set.
+# SentTimestamp feeds lag; ApproximateReceiveCount goes into DLQ records and counts redeliveries
+# (Stats.redelivered); AWSTraceHeader is the X-Ray trace context EventBridge may set.
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "AWSTraceHeader"]
 
 
@@ -122,6 +122,8 @@ class Poller:
                     message = Received.from_sqs(raw, self._visibility_timeout)  # type: ignore[arg-type]
                     self._inflight.admit(message)
                     admitted += 1
+                    if message.receive_count > 1:
+                        self._stats.redelivered += 1
                     self._work.put_nowait(message)
                 self._stats.received += admitted
                 self._inflight.last_receive_ok_at = time.monotonic()

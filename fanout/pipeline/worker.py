@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode, get_current_span
@@ -26,9 +25,10 @@ from fanout.observability.telemetry import (
 )
 from fanout.outcomes import DlqReason, Outcome
 from fanout.pipeline.inflight import Received
-from fanout.pipeline.sender import QueueSender, make_copies
+from fanout.pipeline.routing import Routing
+from fanout.pipeline.sender import make_copies
 from fanout.pipeline.settle import Settler
-from fanout.rules import RuleError, RuleSet
+from fanout.rules import RuleError
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ class Worker:
     Owns the ``process <source>`` span of each event and its ``messaging.process.duration``.
 
     Parameters:
-        rules: the compiled rule set.
-        senders: the QueueSender of each target, by target name.
+        routing: the rule set in force (read once per event: a reload swaps it between
+            events) and the QueueSender of each target.
         settler: told how many copies to expect, or that the message is unmatched or bad.
         stats: counts processed, matches per rule, unmatched, defaulted.
         telemetry: tracer and instruments (tracing off costs nothing per event).
@@ -61,15 +61,13 @@ class Worker:
 
     def __init__(
         self,
-        rules: RuleSet,
-        senders: Mapping[str, QueueSender],
+        routing: Routing,
         settler: Settler,
         stats: Stats,
         telemetry: Telemetry,
         source_name: str,
     ) -> None:
-        self._rules = rules
-        self._senders = senders
+        self._routing = routing
         self._settler = settler
         self._stats = stats
         self._telemetry = telemetry
@@ -160,11 +158,13 @@ class Worker:
         try:
             event = parse_event(message.body)
         except InvalidEvent as exc:
+            message.envelope_id = exc.event_id
             self._settler.dead_letter(message, exc.reason, exc.reason, exc.detail)
             return Handled(Outcome.DLQ, error_type=exc.reason)
         message.event = event
+        routing = self._routing
         try:
-            match = self._rules.match(event.data)
+            match = routing.rules.match(event.data)
         except RuleError as exc:
             self._settler.dead_letter(message, DlqReason.RULE_ERROR, exc.rule_id, str(exc))
             return Handled(Outcome.DLQ, error_type=DlqReason.RULE_ERROR)
@@ -183,6 +183,7 @@ class Worker:
         if trace and copies and TRACEPARENT not in copies[0].entry.get("MessageAttributes", {}):
             # SQS's cap of 10 attributes: the copy goes out without trace context, not at all.
             self._instruments.injection_skipped.add(1, self._metric_attributes)
+        # Same synchronous step as the match: a reload cannot come in between.
         for copy in copies:
-            self._senders[copy.target.name].submit(copy)
+            routing.sender(copy.target).submit(copy)
         return Handled(Outcome.SENT, match.rule_ids)

@@ -30,6 +30,10 @@ from fanout.rules.patterns import EventPattern, PatternError, compile_pattern
 MAX_RULES_FILE_BYTES = 1024 * 1024
 # YAML nodes after alias expansion: bounds a billion-laughs file before anything walks it.
 MAX_YAML_NODES = 100_000
+# YAML merge keys (`<<: *anchor`) work; anchors may be defined under top-level `x-` keys
+# (as in Compose files), which the schema otherwise ignores.
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_EXTENSION_PREFIX = "x-"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -70,7 +74,7 @@ _ALLOWED_KEYS = {
     "rules": "id, description, condition, targets, stop (or pattern instead of condition)",
     "targets": "queue_url, fifo",
     "fifo": "message_group_id, deduplication",
-    "": "match, targets, default_targets, rules",
+    "": "match, targets, default_targets, rules, x-<anything> (anchors for `<<: *name`)",
 }
 
 
@@ -89,6 +93,8 @@ def load_rules_unresolved(path: Path | str) -> RuleSet:
 
 def _load(path: Path, env: Mapping[str, str], *, resolve_env: bool) -> RuleSet:
     raw = _read_yaml(path)
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if not str(k).startswith(_EXTENSION_PREFIX)}
     try:
         spec = _RulesFile.model_validate(raw)
     except ValidationError as exc:
@@ -196,9 +202,10 @@ def _read_yaml(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise RulesError(
-            path, f"YAML syntax error: {problem}", where=where, fix="check indentation and quoting"
-        ) from None
+        fix = "check indentation and quoting"
+        if "merging" in problem:  # `<<: *x` where x is not a mapping
+            fix = "`<<: *name` merges a mapping (or a list of mappings) defined with &name"
+        raise RulesError(path, f"YAML syntax error: {problem}", where=where, fix=fix) from None
 
 
 class _TooManyNodes(Exception):
@@ -241,6 +248,10 @@ class _StrictSafeLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                # `<<: *anchor`: SafeLoader's flatten_mapping merges it below; keys written
+                # next to it override the merged ones (that is the point, not a duplicate).
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

@@ -37,6 +37,7 @@ from fanout.observability.telemetry import Telemetry
 from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters
 from fanout.pipeline.inflight import InFlight, Received
+from fanout.pipeline.routing import Routing
 from fanout.pipeline.settle import Settler
 from fanout.pipeline.worker import Worker
 from fanout.rules import RuleError, RuleSet, load_rules
@@ -321,7 +322,9 @@ async def test_a_worker_survives_a_message_it_cannot_even_dead_letter(tmp_path: 
 
     dead_letters = DeadLetters("http://127.0.0.1:9/dlq", Sender, acker, stats)  # type: ignore[arg-type]
     settler = Settler(acker, dead_letters, stats)
-    worker = Worker(rules_for(tmp_path), {}, settler, stats, Telemetry.off(), "source")
+    rules = rules_for(tmp_path)
+    routing = Routing(rules, {t: Sender(t, None) for t in rules.targets.values()})  # type: ignore[misc]
+    worker = Worker(routing, settler, stats, Telemetry.off(), "source")
     work: asyncio.Queue[Received] = asyncio.Queue()
     poison = Received("m-1", "rh-1", '{"a": "\udc80"}')
     after = Received("m-2", "rh-2", "not json")

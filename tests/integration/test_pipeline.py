@@ -600,3 +600,66 @@ async def test_dlq_record_too_large_for_the_dlq_leaves_the_source_message(
     assert stats.deleted == 0 and stats.abandoned == 1
     assert stats.errors["dlq_write:MessageTooLarge"] == 1
     assert await h.depth(urls["source"]) == (0, 1)  # kept, never truncated: it comes back
+
+
+async def test_summary_counts_redeliveries(harness: Harness) -> None:
+    """Messages received once before (and let go) count as redeliveries on their next receive."""
+    h = harness
+    urls = await setup(h)
+    await h.send(urls["source"], [dumps(simplified("high")) for _ in range(5)])
+    # Receive three of them once without deleting and make them visible again at once.
+    seen: dict[str, str] = {}
+    while len(seen) < 3:
+        response = await h.sqs.receive_message(
+            QueueUrl=urls["source"], MaxNumberOfMessages=3 - len(seen), WaitTimeSeconds=0
+        )
+        for m in response.get("Messages", []):
+            seen[m["MessageId"]] = m["ReceiptHandle"]
+    for handle in seen.values():
+        await h.sqs.change_message_visibility(
+            QueueUrl=urls["source"], ReceiptHandle=handle, VisibilityTimeout=0
+        )
+    stats = await h.run_until_idle(urls["settings"])
+    assert stats.received == 5 and stats.deleted == 5
+    assert stats.redelivered == 3
+    assert stats.summary()["redelivered"] == 3
+
+
+async def test_in_flight_bytes_never_exceed_the_budget(
+    harness: Harness, moto_endpoint: str
+) -> None:
+    """Large bodies and a slow target: the pollers stop at the byte budget, not at the
+    message limit, and everything is still delivered."""
+    h = harness
+    urls = await setup(h, max_in_flight=1000, max_in_flight_bytes=700 * 1024, pollers=2)
+    events = []
+    for _ in range(24):
+        event = simplified("critical", channel="chat")
+        event["detail"]["notes"] = "n" * 200_000  # ~200 KB bodies
+        events.append(event)
+        await h.sqs.send_message(QueueUrl=urls["source"], MessageBody=dumps(event))
+    async with FaultProxy(moto_endpoint) as proxy:
+        proxy.add(Delay("SendMessageBatch", 0.3, times=None))
+        service, cm, _ = await h.start(urls["settings"], endpoint=proxy.url)
+        budget = service.inflight.max_bytes
+        largest = service.inflight.message_bytes  # the source queue's MaximumMessageSize
+        peak_messages = 0
+
+        async def sample() -> None:
+            nonlocal peak_messages
+            while True:
+                peak_messages = max(peak_messages, len(service.inflight))
+                await asyncio.sleep(0.005)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            stats = await asyncio.wait_for(service.run(exit_when_idle=1.0), 60)
+        finally:
+            sampler.cancel()
+            await cm.__aexit__(None, None, None)
+    assert budget == 700 * 1024
+    assert service.inflight.peak_bytes <= budget
+    assert service.inflight.peak_bytes >= min(budget - largest, 200_000)  # reached for
+    assert peak_messages <= budget // 200_000  # far below the message limit of 1000
+    assert stats.deleted == 24 and service.inflight.bytes == 0
+    assert sorted(ids_of(await h.drain(urls["critical"]))) == sorted(e["id"] for e in events)

@@ -188,3 +188,44 @@ def test_tolerated_variations(name: str, edit: Edit) -> None:
     data = body_of(name)
     edit(data)
     assert parse_event(orjson.dumps(data).decode()).data == data
+
+
+@pytest.mark.parametrize(
+    "char", ["\x00", "\x07", "\t", "\n", "\r", "\x1f", "\x7f", "\x85", "\uffff"]
+)
+def test_event_id_with_a_control_character_is_an_invalid_envelope(char: str) -> None:
+    # SQS refuses most of these in the fanout.event_id attribute every copy carries: the
+    # event must fail at validation, naming the field, not as a doomed send per target.
+    data = simplified("high", event_id=f"evt{char}1")
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(dumps(data))
+    assert caught.value.reason == "invalid_envelope"
+    assert caught.value.detail.startswith(f"id: contains control character U+{ord(char):04X}")
+    assert "position 3" in caught.value.detail
+    assert caught.value.event_id is None  # not carried into the DLQ record's attribute either
+
+
+@pytest.mark.parametrize("event_id", ["évt-ü-1", "a b", "id-\u2028", "😀"])
+def test_event_id_with_printable_unicode_is_accepted(event_id: str) -> None:
+    assert parse_event(dumps(simplified("high", event_id=event_id))).id == event_id
+
+
+def test_invalid_detail_carries_the_envelope_event_id() -> None:
+    data = sample("conversation_user_end")
+    data["detail"]["eventBody"]["interactingDurationMs"] = "120000"
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(dumps(data))
+    assert caught.value.reason == "invalid_detail"
+    assert caught.value.event_id == data["id"]
+    simple = simplified("high", duration_ms="slow", event_id="evt-simple")
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(dumps(simple))
+    assert (caught.value.reason, caught.value.event_id) == ("invalid_detail", "evt-simple")
+
+
+def test_invalid_envelope_has_no_event_id() -> None:
+    data = simplified("high")
+    del data["source"]
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(dumps(data))
+    assert (caught.value.reason, caught.value.event_id) == ("invalid_envelope", None)

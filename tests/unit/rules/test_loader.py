@@ -663,3 +663,60 @@ def test_pattern_load_errors(tmp_path: Path, rule: str, fragments: list[str]) ->
     assert err.where == "rule 'r1'" and err.fix
     for fragment in fragments:
         assert fragment in str(err)
+
+
+MERGE_RULES = """
+x-defaults:
+  fifo: &fifo {message_group_id: detail.id, deduplication: content}
+  voice: &voice
+    condition: detail.channel == 'voice'
+    targets: [standard]
+targets:
+  standard: {queue_url: "http://127.0.0.1:9/standard"}
+  ledger:
+    queue_url: "http://127.0.0.1:9/ledger.fifo"
+    fifo:
+      <<: *fifo
+      deduplication: event_id
+rules:
+  - <<: *voice
+    id: voice
+  - <<: *voice
+    id: voice-critical
+    condition: detail.tags.priority == 'critical'
+    targets: [standard, ledger]
+"""
+
+
+def test_yaml_merge_keys_work_and_explicit_keys_override(tmp_path: Path) -> None:
+    rules = ruleset(tmp_path, MERGE_RULES)
+    assert [r.id for r in rules.rules] == ["voice", "voice-critical"]
+    voice, critical = rules.rules
+    assert voice.condition == "detail.channel == 'voice'"
+    assert names(voice.targets) == ("standard",)
+    assert critical.condition == "detail.tags.priority == 'critical'"
+    assert names(critical.targets) == ("standard", "ledger")
+    fifo = rules.targets["ledger"].fifo
+    assert fifo is not None
+    assert (fifo.message_group_id, fifo.deduplication) == ("detail.id", "event_id")
+
+
+def test_yaml_merge_of_a_non_mapping_is_one_clear_line(tmp_path: Path) -> None:
+    text = MERGE_RULES.replace("  - <<: *voice\n    id: voice\n", "  - <<: [1, 2]\n    id: voice\n")
+    with pytest.raises(RulesError) as caught:
+        ruleset(tmp_path, text)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "merging" in message and "line 15" in message
+    assert "`<<: *name` merges a mapping" in message
+
+
+def test_duplicate_keys_next_to_a_merge_are_still_refused(tmp_path: Path) -> None:
+    text = MERGE_RULES.replace("    id: voice\n", "    id: voice\n    id: again\n", 1)
+    with pytest.raises(RulesError, match="duplicate key 'id'"):
+        ruleset(tmp_path, text)
+
+
+def test_only_x_prefixed_top_level_keys_are_ignored(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="unknown key 'defaults'"):
+        ruleset(tmp_path, MERGE_RULES.replace("x-defaults:", "defaults:"))
