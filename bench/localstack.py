@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LocalStack (SQS + EventBridge, CloudFormation) on 127.0.0.1 for the end-to-end tests and the benchmarks.
+"""LocalStack (SQS, EventBridge, CloudFormation) on 127.0.0.1 for the e2e tests and the bench.
 
     python3 bench/localstack.py start | stop | status      (make localstack / localstack-stop)
 
