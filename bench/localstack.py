@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LocalStack (SQS + EventBridge) on 127.0.0.1 for the end-to-end tests and the benchmarks.
+"""LocalStack (SQS, EventBridge, CloudFormation) on 127.0.0.1 for the e2e tests and the bench.
 
     python3 bench/localstack.py start | stop | status      (make localstack / localstack-stop)
 
@@ -42,7 +42,9 @@ REQUIREMENTS = (
 )
 # Tags after 4.14.0 of the official image need a LOCALSTACK_AUTH_TOKEN (passed on if set).
 DEFAULT_IMAGE = "localstack/localstack:4.14.0"
-SERVICES = ("sqs", "events")
+# cloudformation, iam, cloudwatch and sts: tests/e2e/test_cloudformation_e2e.py deploys
+# deploy/cloudformation/fanout-queues.yaml (queue policy, IAM managed policy, alarms).
+SERVICES = ("sqs", "events", "cloudformation", "iam", "cloudwatch", "sts")
 
 PORT = int(os.environ.get("LOCALSTACK_PORT") or 4566)
 MODE = os.environ.get("LOCALSTACK_MODE") or "host"
