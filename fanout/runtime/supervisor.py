@@ -163,6 +163,9 @@ class Supervisor:
     async def _watch(self, child: Child) -> None:
         while not self.stop.is_set():
             proc = await self._spawn(child)
+            if self.stop.is_set():  # stopped while it was starting: it missed the SIGTERM
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
             code = await proc.wait()
             if self.stop.is_set():
                 return

@@ -112,12 +112,12 @@ async def test_two_children_drain_one_queue_and_summaries_add_up(
 async def test_killed_child_is_restarted_sigterm_drains_nothing_lost(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    events = make_events(200, seed=32)
+    events = make_events(150, seed=32)
     port = free_port()
     log = tmp_path / "fanout.log"
     summary_path = tmp_path / "summary.json"
     env = fleet.env(
-        fleet.endpoint, pollers=1, visibility_timeout_seconds=2, shutdown_timeout_seconds=5
+        fleet.endpoint, pollers=1, visibility_timeout_seconds=4, shutdown_timeout_seconds=5
     )
     env.update(OTEL_METRICS_EXPORTER="prometheus", OTEL_TRACES_EXPORTER="none")
     proc = await start(
@@ -154,7 +154,7 @@ async def test_killed_child_is_restarted_sigterm_drains_nothing_lost(
         await until(ready, 60, "the host /readyz after the restart")
         await publisher
         # The killed child's messages come back after their visibility timeout and are handled.
-        await wait_settled(fleet.sqs, fleet.source, quiet=5, timeout=120)
+        await wait_settled(fleet.sqs, fleet.source, quiet=10, timeout=240)
 
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
