@@ -96,7 +96,6 @@ async def test_two_children_drain_one_queue_and_summaries_add_up(
     assert await asyncio.wait_for(proc.wait(), 120) == 0, log.read_text()[-3000:]
     summary = orjson.loads(summary_path.read_bytes())
     result = await account("--processes 2 drain (moto)", fleet, events)
-    print(summary, log.read_text()[-4000:])
     result.check()
     assert (summary["processes"], summary["child_summaries"], summary["restarts"]) == (2, 2, 0)
     # moto may hand one message to two receivers (at-least-once): never fewer than published.
