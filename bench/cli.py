@@ -1,6 +1,6 @@
 """``python -m bench``: the bench suite (``make bench`` runs ``suite`` with its defaults).
 
-    python -m bench suite [--events 20000] [--parts stub,profile,localstack,open,sweeps] ...
+    python -m bench suite [--events 20000] [--parts stub,processes,profile,localstack,open,sweeps]
     python -m bench plot RESULTS.json [--out DIR]      # table + plots again from a results file
 
 Every part runs each measured system in its own process on the same events; see
@@ -30,7 +30,7 @@ from bench.openloop import WARMUP_EVENTS, open_loop
 from bench.profile import STAGES, split
 from bench.workload import REPO, Workload
 
-ALL_PARTS = ("stub", "profile", "localstack", "open", "sweeps")
+ALL_PARTS = ("stub", "processes", "profile", "localstack", "open", "sweeps")
 ALL_SWEEPS = ("concurrency", "rules", "size", "linger")
 
 
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=4, help="FANOUT_WORKERS")
     s.add_argument("--linger-ms", type=float, default=20.0, help="FANOUT_LINGER_MS")
     s.add_argument("--max-in-flight", type=int, default=1000, help="FANOUT_MAX_IN_FLIGHT")
+    s.add_argument(
+        "--processes", type=int, default=2, help="FANOUT_PROCESSES compared with 1 (processes part)"
+    )
     s.add_argument("--wait-time-seconds", type=int, default=2, help="FANOUT_WAIT_TIME_SECONDS")
     s.add_argument("--exit-when-idle", type=float, default=1.0, help="fanout's drain-mode idle")
     s.add_argument("--endpoint-url", default="http://127.0.0.1:4566", help="LocalStack")
@@ -193,6 +196,9 @@ class Suite:
         if "stub" in a.parts:
             self.console.rule("closed loop on the stub (fanout's own CPU)")
             await self.compare("stub", main, sync_note, by)
+        if "processes" in a.parts:
+            self.console.rule(f"--processes {a.processes} vs one process on the stub")
+            self.results["processes"] = await self.processes(main, a.processes)
         if "profile" in a.parts:
             self.console.rule("profile (cProfile) on the stub")
             self.step("fanout under cProfile")
@@ -342,8 +348,52 @@ class Suite:
                 )
             sweeps["linger"] = rows
 
+    async def processes(self, main: Prepared, n: int) -> dict[str, Any]:
+        """fanout with FANOUT_PROCESSES=1 and =n on the stub, interleaved ``--repeat`` times
+        (median by events/s each). CPU per event counts the supervisor and its children (wait4
+        on the supervisor includes the children it reaped), net of an idle run's."""
+        runs: dict[int, list[ClosedResult]] = {1: [], n: []}
+        for _ in range(self.args.repeat):
+            for count in runs:
+                knobs = replace(
+                    self.knobs,
+                    extra_env=(*self.knobs.extra_env, ("FANOUT_PROCESSES", str(count))),
+                )
+                result = await self.closed(
+                    "fanout", "stub", main, knobs, self.results["closed"], f"--processes {count}"
+                )
+                result.extra["processes"] = count
+                runs[count].append(result)
+        one, many = (sorted(r, key=lambda x: x.events_per_s)[len(r) // 2] for r in runs.values())
+        speedup = many.events_per_s / max(one.events_per_s, 1e-9)
+        cpu_ratio = many.cpu_us_per_event / max(one.cpu_us_per_event, 1e-9)
+        self.console.print(
+            f"  --processes {n}: {many.events_per_s:.0f} ev/s = {speedup:.2f}x one process "
+            f"({one.events_per_s:.0f} ev/s); CPU/event {many.cpu_us_per_event:.0f} vs "
+            f"{one.cpu_us_per_event:.0f} µs ({(cpu_ratio - 1) * 100:+.0f}%); "
+            f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs"
+        )
+        return {
+            "processes": n,
+            "events_per_s": {"1": one.events_per_s, str(n): many.events_per_s},
+            "speedup": round(speedup, 3),
+            "cpu_us_per_event": {"1": one.cpu_us_per_event, str(n): many.cpu_us_per_event},
+            "cpu_per_event_ratio": round(cpu_ratio, 3),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
+
     def headline(self, by: dict[tuple[str, str], ClosedResult]) -> list[str]:
         lines = []
+        procs = self.results.get("processes")
+        if procs:
+            n = procs["processes"]
+            # CPU per event may not grow by more than 10% (less is no miss).
+            ok = procs["speedup"] >= 1.6 and procs["cpu_per_event_ratio"] <= 1.10
+            lines.append(
+                f"stub: --processes {n} {procs['speedup']:.2f}x the events/s of one process, "
+                f"CPU/event {(procs['cpu_per_event_ratio'] - 1) * 100:+.0f}% - "
+                f"{'meets' if ok else '[red]misses[/red]'} the 1.6x / 10% target"
+            )
         rtt = self.results.get("sqs_round_trip_ms")
         for backend in ("localstack", "stub"):
             f = by.get(("fanout", backend))

@@ -23,6 +23,8 @@ from fanout.observability.telemetry import Telemetry, setup_telemetry
 from fanout.ops import cli as ops_cli
 from fanout.rules import cli as rules_cli
 from fanout.rules import load_rules
+from fanout.runtime.cpus import available_cpus
+from fanout.runtime.supervisor import supervise, watch_parent
 from fanout.service import Service
 from fanout.signals import install_signal_handlers
 
@@ -69,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", help="FANOUT_LOG_FORMAT: text or json")
     run.add_argument("--http-port", type=int, help="FANOUT_HTTP_PORT: /healthz, /readyz, /metrics")
     run.add_argument(
+        "--processes",
+        metavar="N|auto",
+        help="FANOUT_PROCESSES: pipelines (child processes) on this host; auto: one per CPU",
+    )
+    run.add_argument(
         "--exit-when-idle",
         type=float,
         metavar="SECONDS",
@@ -91,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str, log_format: str = "text") -> None:
+def configure_logging(
+    level: str, log_format: str = "text", process_index: int | None = None
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    # --processes children share the supervisor's stderr: their lines say which child.
+    child = f" [{process_index}]" if process_index is not None else ""
     if log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
 
@@ -102,10 +113,13 @@ def configure_logging(level: str, log_format: str = "text") -> None:
                 "{asctime}{levelname}{name}{message}",
                 style="{",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                static_fields={} if process_index is None else {"process_index": process_index},
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s{child} %(name)s: %(message)s")
+        )
     logging.basicConfig(level=level, handlers=[handler])
     # botocore/aiobotocore/moto chatter is not what an operator needs at INFO.
     for noisy in ("botocore", "aiobotocore", "aioboto3", "werkzeug", "moto", "urllib3"):
@@ -123,7 +137,14 @@ async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
                 limits = await check_queues(client, settings, rules)
             service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
             install_signal_handlers(service.stop, service.reloader.request)
-            return await service.run(exit_when_idle=exit_when_idle)
+            if settings.process_index is None:
+                return await service.run(exit_when_idle=exit_when_idle)
+            # A --processes child: it must not outlive its supervisor.
+            watcher = asyncio.create_task(watch_parent(service.stop))
+            try:
+                return await service.run(exit_when_idle=exit_when_idle)
+            finally:
+                watcher.cancel()
     finally:
         telemetry.shutdown()  # flush the last spans and metrics
 
@@ -139,8 +160,45 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+def resolve_processes(settings: Settings) -> int:
+    """FANOUT_PROCESSES as a number: ``auto`` is the CPUs this process may use; a child of
+    the supervisor is always one pipeline."""
+    if settings.process_index is not None:
+        return 1
+    if settings.processes == "auto":
+        return available_cpus()
+    return settings.processes
+
+
+def supervise_command(settings: Settings, processes: int, args: argparse.Namespace) -> int:
+    """``--processes N`` (N > 1): the supervisor; errors are handled by ``run_command``."""
+    local = None
+    if args.local:
+        from fanout.local.run import LocalOptions, require_moto
+
+        require_moto()
+        local = LocalOptions(
+            rate=args.rate,
+            events=args.events,
+            malformed=args.malformed,
+            seed=args.seed,
+            progress=False,  # the counters live in the children
+        )
+    elif not settings.source_queue_url:
+        raise ConfigError(NO_SOURCE)
+    code, summary = run_async(
+        supervise(settings, processes, exit_when_idle=args.exit_when_idle, local=local)
+    )
+    if code == 0:
+        write_summary(summary, args.summary_json)
+    return code
+
+
 def report(stats: Stats, summary_json: Path | None) -> None:
-    summary = stats.summary()
+    write_summary(stats.summary(), summary_json)
+
+
+def write_summary(summary: dict[str, Any], summary_json: Path | None) -> None:
     print(render_summary(summary))
     if summary_json is not None:
         summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
@@ -152,10 +210,14 @@ def run_command(args: argparse.Namespace) -> int:
     telemetry: Telemetry | None = None
     try:
         settings = load_settings(**overrides)
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format, settings.process_index)
+        processes = resolve_processes(settings)
+        if processes > 1:
+            return supervise_command(settings, processes, args)
         if args.local:
-            from fanout.local.run import LocalOptions, run_local
+            from fanout.local.run import LocalOptions, require_moto, run_local
 
+            require_moto()  # before anything starts: one line if the extra is missing
             options = LocalOptions(
                 rate=args.rate,
                 events=args.events,

@@ -7,7 +7,7 @@ init kwargs priority over env vars).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -123,6 +123,23 @@ class Settings(BaseSettings):
         description="/readyz fails when no receive succeeded, or in-flight messages made no "
         "progress, for this long.",
     )
+
+    processes: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        default=1,
+        description="Pipelines (child processes) on this host; auto: the CPUs this process may "
+        "use (affinity, capped by the cgroup CPU quota).",
+    )
+    process_index: int | None = Field(
+        default=None,
+        ge=0,
+        description="Set by the --processes supervisor for its children (logs, OTLP resource); "
+        "not for users.",
+    )
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _lower_processes(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("endpoint_url", "source_queue_url", "dlq_url")
     @classmethod

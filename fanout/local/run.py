@@ -6,6 +6,9 @@ bodies), drains the target queues the way downstream consumers would, and shows 
 
 moto's SQS costs O(queue length) per call, so the default rate is modest and every queue is
 drained continuously: the demo stays responsive for as long as it runs.
+
+moto is an extra (``pip install 'fanout[local]'``), imported only when a local run starts: the
+runtime install (a container) does not carry it.
 """
 
 from __future__ import annotations
@@ -18,10 +21,9 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from moto.server import ThreadedMotoServer
 from rich.console import Console
 from rich.live import Live
 from rich.logging import RichHandler
@@ -30,6 +32,7 @@ from rich.text import Text
 from fanout.aws.checks import check_queues
 from fanout.aws.client import create_client
 from fanout.config import Settings
+from fanout.errors import ConfigError
 from fanout.local.synthetic import DEMO_MIX, GenesysEventGenerator
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import Telemetry
@@ -47,6 +50,19 @@ LOCAL_CREDENTIALS = {
     "aws_secret_access_key": "local",  # moto accepts any credentials
 }
 LOCAL_REGION = "us-east-1"
+NO_MOTO = (
+    "the embedded local run needs moto's SQS server, which the runtime install leaves out: "
+    "pip install 'fanout[local]'"
+)
+
+
+def require_moto() -> Any:
+    """moto's ThreadedMotoServer class, or ConfigError (one line, exit 2) naming the extra."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise ConfigError(NO_MOTO) from None
+    return ThreadedMotoServer
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,7 @@ class Downstream:
 @contextlib.asynccontextmanager
 async def moto_server() -> AsyncIterator[str]:
     """moto's SQS on an ephemeral loopback port; yields its endpoint URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = require_moto()(ip_address="127.0.0.1", port=0, verbose=False)
     await asyncio.to_thread(server.start)
     host, port = server.get_host_and_port()
     try:
@@ -159,13 +175,24 @@ def progress_line(stats: Stats, inflight: int, downstream: Downstream) -> Text:
     return line
 
 
-async def run_local(
-    settings: Settings,
-    options: LocalOptions,
-    *,
-    exit_when_idle: float | None = None,
-    telemetry: Telemetry | None = None,
-) -> Stats:
+@dataclass
+class LocalSqs:
+    """The embedded SQS of a local run: settings and rules pointing at it, a client on it, the
+    created queues and what the simulated downstream consumers saw."""
+
+    settings: Settings
+    rules: RuleSet
+    client: SQSClient
+    limits: dict[str, int]
+    target_urls: dict[str, str]
+    downstream: Downstream
+
+
+@contextlib.asynccontextmanager
+async def local_sqs(settings: Settings, options: LocalOptions) -> AsyncIterator[LocalSqs]:
+    """moto's server, the queues of the rules file, the synthetic producer and the downstream
+    consumers, running until the block ends. Shared by one pipeline (``run_local``) and by the
+    ``--processes`` supervisor, whose children all consume from it."""
     rules = load_rules_unresolved(settings.rules)
     async with moto_server() as endpoint:
         base = settings.model_copy(
@@ -181,19 +208,6 @@ async def run_local(
                 endpoint,
                 len(target_urls),
             )
-            service = Service(
-                local,
-                rules,
-                client,
-                queue_limits=limits,
-                telemetry=telemetry,
-                # A reload binds the targets to the local queues too (a new target has none:
-                # its ${VAR} URL fails the queue check, and the running rules stay).
-                load_rules=lambda: load_rules_unresolved(settings.rules).with_queue_urls(
-                    target_urls
-                ),
-            )
-            install_signal_handlers(service.stop, service.reloader.request)
             downstream = Downstream()
             helpers = [
                 asyncio.create_task(produce(client, source, options, downstream)),
@@ -203,25 +217,51 @@ async def run_local(
                     for name, url in target_urls.items()
                 ),
             ]
-            display = (
-                asyncio.create_task(show_progress(service, downstream))
-                if options.progress
-                else None
-            )
             try:
-                stats = await service.run(exit_when_idle=exit_when_idle)
+                yield LocalSqs(local, rules, client, dict(limits), target_urls, downstream)
             finally:
-                for task in [*helpers, *([display] if display else [])]:
+                for task in helpers:
                     task.cancel()
-                await asyncio.gather(
-                    *helpers, *([display] if display else []), return_exceptions=True
-                )
+                await asyncio.gather(*helpers, return_exceptions=True)
             log.info(
                 "local downstream received: %s; DLQ reasons: %s",
                 dict(downstream.per_queue),
                 dict(downstream.dlq_reasons),
             )
-            return stats
+
+
+async def run_local(
+    settings: Settings,
+    options: LocalOptions,
+    *,
+    exit_when_idle: float | None = None,
+    telemetry: Telemetry | None = None,
+) -> Stats:
+    async with local_sqs(settings, options) as local:
+        service = Service(
+            local.settings,
+            local.rules,
+            local.client,
+            queue_limits=local.limits,
+            telemetry=telemetry,
+            # A reload binds the targets to the local queues too (a new target has none:
+            # its ${VAR} URL fails the queue check, and the running rules stay).
+            load_rules=lambda: load_rules_unresolved(settings.rules).with_queue_urls(
+                local.target_urls
+            ),
+        )
+        install_signal_handlers(service.stop, service.reloader.request)
+        display = (
+            asyncio.create_task(show_progress(service, local.downstream))
+            if options.progress
+            else None
+        )
+        try:
+            return await service.run(exit_when_idle=exit_when_idle)
+        finally:
+            if display is not None:
+                display.cancel()
+                await asyncio.gather(display, return_exceptions=True)
 
 
 async def show_progress(service: Service, downstream: Downstream) -> None:

@@ -68,6 +68,32 @@ class Stats:
         }
 
 
+def merge_summaries(
+    summaries: list[dict[str, Any]], *, elapsed: float, processes: int, restarts: int
+) -> dict[str, Any]:
+    """One summary for ``--processes N``: the children's counters summed (numbers, and the
+    per-key counts), events/s over the supervisor's wall time. A child killed with SIGKILL
+    wrote no summary: its counts are missing, its restart is counted."""
+    merged: dict[str, Any] = Stats().summary()
+    for summary in summaries:
+        for key, value in summary.items():
+            if key in ("elapsed_seconds", "events_per_second") or key not in merged:
+                continue
+            if isinstance(value, dict):
+                counts: Counter[str] = Counter(merged[key])
+                counts.update(value)
+                merged[key] = dict(sorted(counts.items()))
+            elif isinstance(value, int | float):
+                merged[key] += value
+    elapsed = max(elapsed, 1e-9)
+    merged["elapsed_seconds"] = round(elapsed, 3)
+    merged["events_per_second"] = round(merged["processed"] / elapsed, 2)
+    merged["processes"] = processes
+    merged["child_summaries"] = len(summaries)
+    merged["restarts"] = restarts
+    return merged
+
+
 def render_summary(summary: dict[str, Any]) -> str:
     """Human-readable multi-line summary printed on exit."""
 
@@ -92,4 +118,9 @@ def render_summary(summary: dict[str, Any]) -> str:
     ]
     if summary["rules_reloads"]:
         lines.append(f"  rules reloads {counts(summary['rules_reloads'])}")
+    if "processes" in summary:
+        lines.append(
+            f"  processes    {summary['processes']} ({summary['child_summaries']} child "
+            f"summaries merged), restarts {summary['restarts']}"
+        )
     return "\n".join(lines)

@@ -286,3 +286,17 @@ async def test_no_credentials_is_one_clear_line_in_bounded_time(harness: Harness
     assert code == 2
     assert "credentials" in one_line_error(err).lower()
     assert time.monotonic() - started < 30
+
+
+async def test_local_without_moto_names_the_extra() -> None:
+    """The runtime install has no moto: `fanout run --local` says which extra to install."""
+    script = (
+        "import sys; sys.modules['moto'] = None  # as if `pip install fanout` (no extras)\n"
+        "from fanout.cli import main; sys.exit(main(['run', '--local', '--events', '1']))"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, err.decode()
+    assert "pip install 'fanout[local]'" in one_line_error(err.decode())
