@@ -10,7 +10,7 @@ LOCALSTACK_PORT ?= 4566
 LOCALSTACK_ENDPOINT ?= http://127.0.0.1:$(LOCALSTACK_PORT)
 export LOCALSTACK_PORT LOCALSTACK_ENDPOINT
 
-.PHONY: install run test test-e2e test-reliability soak lint format clean localstack localstack-stop bench
+.PHONY: install run test test-image test-e2e test-reliability soak lint format clean localstack localstack-stop bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanout needs Python >= 3.11 (set PYTHON=...)")'
@@ -30,6 +30,9 @@ run: $(STAMP)  ## the embedded local run: moto SQS + synthetic Genesys traffic, 
 
 test: $(STAMP)  ## unit + integration tests (moto server on 127.0.0.1)
 	$(PY) -m pytest -q $(ARGS)
+
+test-image: $(STAMP)  ## what the Dockerfile does, without an engine: wheel, fresh venv, --version, rules check, a drain
+	$(PY) -m pytest -q -m image tests/integration/test_image_recipe.py $(ARGS)
 
 test-e2e: $(STAMP) localstack  ## end-to-end tests: EventBridge -> SQS -> fanout on LocalStack
 	$(PY) -m pytest -q -m e2e tests/e2e $(ARGS)

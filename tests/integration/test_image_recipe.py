@@ -19,7 +19,8 @@ import pytest
 
 from tests.support.harness import Harness, dumps, simplified
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+# Minutes of pip installs: `make test-image` (and CI) runs it, `make test` leaves it out.
+pytestmark = [pytest.mark.image, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 # The build context the Dockerfile copies (.dockerignore lets only these in).
