@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -39,6 +40,32 @@ def not_ready_reason(
         if now - inflight.last_receive_ok_at > window:
             return f"no successful receive for {now - inflight.last_receive_ok_at:.0f}s"
     return None
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def serve_endpoints(
+    host: str, port: int, *, healthz: Handler, readyz: Handler, metrics: Handler
+) -> tuple[web.AppRunner, int]:
+    """Serve the three endpoints; the runner and the bound port (``port`` 0 picks one). A port
+    that cannot be bound is a ``StartupError`` naming the settings to change."""
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    # No access log: a probe every few seconds is not a state change.
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(
+            f"cannot serve health endpoints on {host}:{port}: {exc.strerror or exc} "
+            "(set FANOUT_HTTP_PORT / FANOUT_HTTP_HOST)"
+        ) from None
+    return runner, int(runner.addresses[0][1])
 
 
 class HealthServer:
@@ -72,23 +99,9 @@ class HealthServer:
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> int:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        # No access log: a probe every few seconds is not a state change.
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise StartupError(
-                f"cannot serve health endpoints on {host}:{port}: {exc.strerror or exc} "
-                "(set FANOUT_HTTP_PORT / FANOUT_HTTP_HOST)"
-            ) from None
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve_endpoints(
+            host, port, healthz=self._healthz, readyz=self._readyz, metrics=self._metrics
+        )
         log.info("health endpoints on http://%s:%d (/healthz, /readyz, /metrics)", host, self.port)
         return self.port
 

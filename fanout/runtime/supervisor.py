@@ -42,7 +42,7 @@ from aiohttp import web
 from fanout.aws.checks import check_queues
 from fanout.aws.client import create_client
 from fanout.config import Settings, env_name
-from fanout.errors import StartupError
+from fanout.observability.health import serve_endpoints
 from fanout.observability.stats import merge_summaries
 from fanout.rules import load_rules
 
@@ -238,22 +238,9 @@ class Supervisor:
     # -- health --------------------------------------------------------------------------
 
     async def _serve_health(self, host: str, port: int) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, host, port).start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            raise StartupError(
-                f"cannot serve health endpoints on {host}:{port}: {exc.strerror or exc} "
-                "(set FANOUT_HTTP_PORT / FANOUT_HTTP_HOST)"
-            ) from None
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve_endpoints(
+            host, port, healthz=self._healthz, readyz=self._readyz, metrics=self._metrics
+        )
         log.info("host health endpoints on http://%s:%d (every child's, merged)", host, self.port)
 
     def _child_lines(self) -> list[str]:
