@@ -76,10 +76,11 @@ def endpoint_of(url: str, region: str) -> Endpoint:
     parts = urlsplit(url)
     if parts.hostname is None:
         raise ValueError(f"not an endpoint URL: {url!r}")
+    path = parts.path or "/"
     return Endpoint(
-        url=url,
+        url=f"{parts.scheme}://{parts.netloc}{path}",  # as botocore's request URL (in errors)
         host=canonical_host(parts.scheme, parts.hostname, parts.port),
-        path=parts.path or "/",
+        path=path,
         region=region,
     )
 

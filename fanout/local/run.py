@@ -28,7 +28,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from fanout.aws.checks import check_queues
-from fanout.aws.client import create_client
+from fanout.aws.client import create_clients
 from fanout.config import Settings
 from fanout.local.synthetic import DEMO_MIX, GenesysEventGenerator
 from fanout.observability.stats import Stats
@@ -171,7 +171,9 @@ async def run_local(
         base = settings.model_copy(
             update={"endpoint_url": endpoint, "region": LOCAL_REGION, "wait_time_seconds": 1}
         )
-        async with create_client(base, **LOCAL_CREDENTIALS) as client:
+        # The simulated producer and consumers use the SDK client; the pipeline the data-plane
+        # client FANOUT_SQS_CLIENT chooses.
+        async with create_clients(base, **LOCAL_CREDENTIALS) as (client, data_plane):
             source, dlq, target_urls = await create_queues(client, rules)
             rules = rules.with_queue_urls(target_urls)
             local = base.model_copy(update={"source_queue_url": source, "dlq_url": dlq})
@@ -181,7 +183,7 @@ async def run_local(
                 endpoint,
                 len(target_urls),
             )
-            service = Service(local, rules, client, queue_limits=limits, telemetry=telemetry)
+            service = Service(local, rules, data_plane, queue_limits=limits, telemetry=telemetry)
             install_signal_handlers(service.stop)
             downstream = Downstream()
             helpers = [
