@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import io
 import json
 import multiprocessing
@@ -151,8 +153,120 @@ def main() -> None:
     print(_load())
 
 
-async def calls(n: int, repeat: int) -> dict[str, Any]:  # filled in with the lean client
-    raise NotImplementedError
+DUMMY = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
+
+
+def _serve(port_out: Any) -> None:
+    """The loopback SQS stand-in (its own process): every call succeeds at once."""
+    from aiohttp import web
+
+    bodies = [f"{i:04d}" + "y" * 1020 for i in range(10)]
+    messages = [
+        {
+            "MessageId": f"m{i}",
+            "ReceiptHandle": f"r{i}",
+            "MD5OfBody": hashlib.md5(b.encode(), usedforsecurity=False).hexdigest(),
+            "Body": b,
+            "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000"},
+        }
+        for i, b in enumerate(bodies)
+    ]
+    receive = json.dumps({"Messages": messages}).encode()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        if request.headers["X-Amz-Target"].endswith("ReceiveMessage"):
+            payload = receive
+        else:
+            ok = [
+                {"Id": e["Id"], "MessageId": "s", "MD5OfMessageBody": "0" * 32}
+                for e in body["Entries"]
+            ]
+            payload = json.dumps({"Successful": ok, "Failed": []}).encode()
+        return web.Response(body=payload, content_type="application/x-amz-json-1.0")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port_out.send(runner.addresses[0][1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def calls(n: int, repeat: int) -> dict[str, Any]:
+    from fanout.aws.client import create_clients
+    from fanout.config import Settings
+
+    here, there = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=_serve, args=(there,), daemon=True)
+    server.start()
+    try:
+        port = here.recv()
+        endpoint = f"http://127.0.0.1:{port}"
+        url = f"{endpoint}/000000000000/q"
+        entries = [{"Id": str(i), "MessageBody": BODY_1KB} for i in range(10)]
+        clients: dict[str, Any] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            for kind in ("sdk", "lean"):
+                settings = Settings(endpoint_url=endpoint, region="us-east-1", sqs_client=kind)
+                _, clients[kind] = await stack.enter_async_context(
+                    create_clients(settings, **DUMMY)
+                )
+            cpu: dict[str, list[float]] = {
+                f"{k} {op}": [] for op in ("send", "receive") for k in clients
+            }
+            for client in clients.values():  # warm up: connections, caches, first imports
+                for _ in range(20):
+                    await client.send_message_batch(QueueUrl=url, Entries=entries)
+                    await client.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+            for _ in range(repeat):  # interleaved: both clients see the same machine load
+                for kind, client in clients.items():
+                    start = time.process_time()
+                    for _ in range(n):
+                        await client.send_message_batch(QueueUrl=url, Entries=entries)
+                    cpu[f"{kind} send"].append((time.process_time() - start) / n * 1e6)
+                    start = time.process_time()
+                    for _ in range(n):
+                        await client.receive_message(
+                            QueueUrl=url,
+                            MaxNumberOfMessages=10,
+                            WaitTimeSeconds=20,
+                            VisibilityTimeout=60,
+                            MessageAttributeNames=["All"],
+                        )
+                    cpu[f"{kind} receive"].append((time.process_time() - start) / n * 1e6)
+            md5 = _md5_cost(clients["lean"], n * 10)
+    finally:
+        server.kill()
+    return {
+        "calls_per_sample": n,
+        "repeats": repeat,
+        "us_cpu_per_call_median": {k: round(statistics.median(v), 1) for k, v in cpu.items()},
+        "us_cpu_per_call_samples": {k: [round(x, 1) for x in v] for k, v in cpu.items()},
+        "md5_verify_us_per_receive_of_10x1KB": round(md5, 2),
+    }
+
+
+def _md5_cost(lean: Any, n: int) -> float:
+    """CPU of MD5OfBody verification alone for one receive of 10 x 1 KB messages."""
+    bodies = [f"{i:04d}" + "y" * 1020 for i in range(10)]
+    messages = [
+        {"Body": b, "MD5OfBody": hashlib.md5(b.encode(), usedforsecurity=False).hexdigest()}
+        for b in bodies
+    ]
+    samples = []
+    for _ in range(5):
+        start = time.process_time()
+        for _ in range(n):
+            for message in messages:
+                lean._verify(message)
+        samples.append((time.process_time() - start) / n * 1e6)
+    return statistics.median(samples)
 
 
 if __name__ == "__main__":

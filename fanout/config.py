@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         default=64, ge=1, description="HTTP connection pool size of the SQS client."
     )
     sqs_client: SqsClientKind = Field(
-        default="sdk",
+        default="lean",
         description="Data-plane SQS client: lean (aiohttp + SigV4, a quarter of the SDK's CPU "
         "per call, per-queue regional endpoints, MD5OfBody checked) or sdk (aiobotocore).",
     )

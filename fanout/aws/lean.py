@@ -141,10 +141,6 @@ def _bytes_as_base64(value: Any) -> str:
     raise TypeError(f"cannot encode {type(value).__name__} in an SQS request")
 
 
-def _timestamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-
-
 class LeanSQSClient:
     """ReceiveMessage, SendMessageBatch, DeleteMessageBatch, ChangeMessageVisibilityBatch.
 
@@ -176,6 +172,8 @@ class LeanSQSClient:
         )
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self._second = -1  # the SigV4 timestamp, formatted once per second
+        self._timestamp = ""
         # Receive bodies arrive as str; MD5 over UTF-8 bytes. usedforsecurity=False: an
         # integrity check, and it keeps working on FIPS-mode OpenSSL builds.
         self._md5 = hashlib.md5
@@ -243,7 +241,7 @@ class LeanSQSClient:
             path=endpoint.path,
             body=body,
             region=endpoint.region,
-            timestamp=_timestamp(),
+            timestamp=self._now(),
             access_key=credentials.access_key or "",
             secret_key=credentials.secret_key or "",
             token=credentials.token,
@@ -280,6 +278,13 @@ class LeanSQSClient:
         parsed: dict[str, Any] = orjson.loads(raw) if raw else {}
         parsed["ResponseMetadata"] = metadata
         return parsed
+
+    def _now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._timestamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        return self._timestamp
 
     def _verify(self, message: dict[str, Any]) -> None:
         """MD5OfBody must match the body; binary attribute values become bytes (as in
