@@ -183,7 +183,6 @@ class LeanSQSClient:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=ssl_context),
             timeout=self._timeout,
-            headers={"User-Agent": USER_AGENT},
             skip_auto_headers=("Accept", "Accept-Encoding"),
         )
         return self
@@ -233,6 +232,7 @@ class LeanSQSClient:
             "X-Amz-Target": "AmazonSQS." + operation,
             "Content-Type": CONTENT_TYPE,
             "x-amzn-query-mode": "true",
+            "User-Agent": USER_AGENT,  # not signed (botocore's rule), per request: no merging
         }
         credentials = await self._credentials.frozen()
         self._signer.sign(
@@ -270,10 +270,11 @@ class LeanSQSClient:
         metadata = {
             "RequestId": response_headers.get("x-amzn-requestid", ""),
             "HTTPStatusCode": status,
-            "HTTPHeaders": {name.lower(): value for name, value in response_headers.items()},
+            "HTTPHeaders": response_headers,  # case-insensitive (botocore's: lower-cased keys)
             "RetryAttempts": 0,
         }
         if status >= 300:
+            metadata["HTTPHeaders"] = {k.lower(): v for k, v in response_headers.items()}
             raise ClientError(_error(status, raw, response_headers, metadata), operation)  # type: ignore[arg-type]
         parsed: dict[str, Any] = orjson.loads(raw) if raw else {}
         parsed["ResponseMetadata"] = metadata
