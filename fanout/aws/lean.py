@@ -49,6 +49,7 @@ from botocore.exceptions import (
 from botocore.exceptions import SSLError as BotoSSLError
 from botocore.httpsession import get_cert_path
 from botocore.regions import EndpointResolver
+from yarl import URL
 
 from fanout import __version__
 from fanout.aws.credentials import CredentialSource
@@ -70,6 +71,7 @@ class Endpoint:
     host: str  # the Host header, as signed
     path: str
     region: str
+    target: URL  # ``url`` parsed once: aiohttp would parse a str on every request
 
 
 def endpoint_of(url: str, region: str) -> Endpoint:
@@ -82,6 +84,7 @@ def endpoint_of(url: str, region: str) -> Endpoint:
         host=canonical_host(parts.scheme, parts.hostname, parts.port),
         path=path,
         region=region,
+        target=URL(f"{parts.scheme}://{parts.netloc}{path}"),
     )
 
 
@@ -184,6 +187,7 @@ class LeanSQSClient:
             connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=ssl_context),
             timeout=self._timeout,
             skip_auto_headers=("Accept", "Accept-Encoding"),
+            cookie_jar=aiohttp.DummyCookieJar(),  # SQS sets no cookies: skip the jar per call
         )
         return self
 
@@ -249,7 +253,7 @@ class LeanSQSClient:
         # The same exception classes aiobotocore raises (aiobotocore.httpsession), so
         # fanout.aws.retry classifies a dropped connection or a timeout the same way.
         try:
-            async with session.post(endpoint.url, data=body, headers=headers) as response:
+            async with session.post(endpoint.target, data=body, headers=headers) as response:
                 raw = await response.read()
                 status = response.status
                 response_headers = response.headers
