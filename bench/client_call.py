@@ -1,7 +1,7 @@
 """Micro-benchmark of the SQS data-plane client: SigV4 signers, then whole calls.
 
     .venv/bin/python -m bench.client_call signers [--n 3000] [--repeat 7]
-    .venv/bin/python -m bench.client_call calls [--calls 400] [--repeat 5]
+    .venv/bin/python -m bench.client_call calls [--calls 400] [--repeat 5] [--uvloop] [--json F]
 
 ``signers``: µs per signature of one SendMessageBatch-sized POST (10 x 1 KB body): botocore's
 ``SigV4Auth`` (with the ``AWSRequest`` it needs), fanout's ``fanout.aws.sigv4.SigV4Signer``, and
@@ -140,13 +140,22 @@ def main() -> None:
     p_calls.add_argument("--calls", type=int, default=400)
     p_calls.add_argument("--repeat", type=int, default=5)
     p_calls.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    p_calls.add_argument("--uvloop", action="store_true", help="run on uvloop (bench extra)")
     args = parser.parse_args()
     print(_load())
     if args.command == "signers":
         for name, us in signers(args.n, args.repeat).items():
             print(f"{name:28s} {us:8.1f} µs CPU per signature (median of {args.repeat})")
     else:
-        results = asyncio.run(calls(args.calls, args.repeat))
+        if args.uvloop:  # as fanout runs when its [fast] extra is installed
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                results = runner.run(calls(args.calls, args.repeat))
+            results["loop"] = "uvloop"
+        else:
+            results = asyncio.run(calls(args.calls, args.repeat))
+            results["loop"] = "asyncio"
         print(json.dumps(results, indent=2))
         if args.json is not None:
             args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

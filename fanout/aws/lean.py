@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import logging
 import ssl
 import time
 from collections.abc import Mapping
@@ -56,8 +55,6 @@ from fanout.aws.credentials import CredentialSource
 from fanout.aws.retry import MessageIntegrityError
 from fanout.aws.sigv4 import SigV4Signer, canonical_host
 from fanout.aws.urls import region_of
-
-log = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 USER_AGENT: Final = f"fanout/{__version__} lean-sqs aiohttp/{aiohttp.__version__}"
