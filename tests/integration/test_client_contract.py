@@ -270,22 +270,23 @@ async def test_partial_batch_failures(moto_endpoint: str, sqs: Any) -> None:
     for response in results["lean"]:
         assert [e["Id"] for e in response["Successful"]] == ["good"]
         [failed] = response["Failed"]
-        assert failed["Id"] == "bad" and failed["SenderFault"] is True
+        # SenderFault: true on moto (and AWS), false on LocalStack; equal for both clients.
+        assert failed["Id"] == "bad"
         assert classify_entry(failed).code == "ReceiptHandleIsInvalid"
 
 
-@pytest.mark.parametrize(
-    ("operation", "params"),
-    [
-        ("receive_message", RECEIVE),
-        ("send_message_batch", {"Entries": [{"Id": "0", "MessageBody": "x"}]}),
-        ("delete_message_batch", {"Entries": [{"Id": "0", "ReceiptHandle": "x"}]}),
-        (
-            "change_message_visibility_batch",
-            {"Entries": [{"Id": "0", "ReceiptHandle": "x", "VisibilityTimeout": 1}]},
-        ),
-    ],
-)
+NON_EXISTENT_CASES = [
+    ("receive_message", RECEIVE),
+    ("send_message_batch", {"Entries": [{"Id": "0", "MessageBody": "x"}]}),
+    ("delete_message_batch", {"Entries": [{"Id": "0", "ReceiptHandle": "x"}]}),
+    (
+        "change_message_visibility_batch",
+        {"Entries": [{"Id": "0", "ReceiptHandle": "x", "VisibilityTimeout": 1}]},
+    ),
+]
+
+
+@pytest.mark.parametrize(("operation", "params"), NON_EXISTENT_CASES)
 async def test_non_existent_queue(moto_endpoint: str, operation: str, params: Any) -> None:
     url = f"{moto_endpoint}/123456789012/no-such-queue-{uuid.uuid4().hex[:6]}"
 
