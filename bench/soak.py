@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from fanout.aws.checks import check_queues
-from fanout.aws.client import create_client
+from fanout.aws.client import create_clients
 from fanout.service import Service
 from fanout.testing.accounting import (
     LOCALSTACK_URL,
@@ -57,8 +57,8 @@ async def soak(args: argparse.Namespace) -> int:
             settings = fleet.settings(
                 args.endpoint, pollers=4, visibility_timeout_seconds=30, linger_ms=20
             )
-            async with create_client(settings) as fanout_sqs:
-                limits = await check_queues(fanout_sqs, settings, fleet.rules)
+            async with create_clients(settings) as (checks_sqs, fanout_sqs):
+                limits = await check_queues(checks_sqs, settings, fleet.rules)
                 service = Service(settings, fleet.rules, fanout_sqs, queue_limits=limits)
                 runner = asyncio.create_task(service.run(), name="fanout")
                 publisher = asyncio.create_task(

@@ -143,7 +143,7 @@ async def cleanup(endpoint: str, spec: dict[str, Any]) -> None:
 async def child(spec: dict[str, Any]) -> dict[str, float]:
     """One measured run (in its own process)."""
     from fanout.aws.checks import check_queues
-    from fanout.aws.client import create_client
+    from fanout.aws.client import create_clients
     from fanout.config import Settings
     from fanout.observability.telemetry import setup_telemetry
     from fanout.rules import load_rules_unresolved
@@ -161,8 +161,8 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
         linger_ms=100,
         pollers=1,  # moto hands a message to concurrent receives twice: keep counts exact
     )
-    async with create_client(settings) as client:
-        limits = await check_queues(client, settings, rules)
+    async with create_clients(settings) as (sdk, client):  # data plane: FANOUT_SQS_CLIENT
+        limits = await check_queues(sdk, settings, rules)
         service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
         run = asyncio.create_task(service.run())
         # Steady state: one-time costs (lazy imports, first export, connection set-up) fall

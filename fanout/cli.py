@@ -15,7 +15,7 @@ import orjson
 
 from fanout import __version__
 from fanout.aws.checks import check_queues
-from fanout.aws.client import create_client
+from fanout.aws.client import create_clients
 from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.observability.stats import Stats, render_summary
@@ -131,10 +131,12 @@ async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
     # After the rules: a broken rules file is one line on stderr, with nothing before it.
     telemetry = setup_telemetry()
     try:
-        async with create_client(settings) as client:
+        # The SDK client for the start-up checks, the data-plane client (FANOUT_SQS_CLIENT) for
+        # the pipeline.
+        async with create_clients(settings) as (sdk, client):
             # One span over the start-up GetQueueAttributes calls (their HTTP spans nest in it).
             with telemetry.tracer.start_as_current_span("check queues"):
-                limits = await check_queues(client, settings, rules)
+                limits = await check_queues(sdk, settings, rules)
             service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
             install_signal_handlers(service.stop, service.reloader.request)
             if settings.process_index is None:

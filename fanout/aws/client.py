@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import aioboto3
 from aiobotocore.config import AioConfig
 
+from fanout.aws.lean import open_lean_client
 from fanout.aws.urls import region_of
 from fanout.config import Settings
 from fanout.errors import ConfigError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -30,17 +34,35 @@ def region_for(settings: Settings, session: aioboto3.Session) -> str | None:
     return "us-east-1" if settings.endpoint_url else None
 
 
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def read_timeout(settings: Settings) -> float:
+    """Seconds: must outlast a long poll."""
+    return settings.wait_time_seconds + 10.0
+
+
 def client_config(settings: Settings) -> AioConfig:
     # SDK retries off: fanout classifies and backs off itself (fanout.aws.retry), exactly once.
-    # The read timeout must outlast a long poll. Client-side parameter validation is off: fanout
-    # builds every request itself and SQS validates them anyway (bench: -9% CPU per event).
+    # Client-side parameter validation is off: fanout builds every request itself and SQS
+    # validates them anyway (bench: -9% CPU per event).
     return AioConfig(
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=settings.max_pool_connections,
-        connect_timeout=5,
-        read_timeout=settings.wait_time_seconds + 10,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=read_timeout(settings),
         parameter_validation=False,
     )
+
+
+def _region(settings: Settings, session: aioboto3.Session) -> str:
+    region = region_for(settings, session)
+    if region is None:
+        raise ConfigError(
+            "no AWS region: set FANOUT_REGION (or AWS_REGION), or use a queue URL "
+            "of the form https://sqs.<region>.amazonaws.com/..."
+        )
+    return region
 
 
 def create_client(
@@ -49,17 +71,11 @@ def create_client(
     """An async context manager yielding the SQS client (credentials: the AWS provider chain,
     unless the embedded local run passes its dummy ones)."""
     session = session or aioboto3.Session()
-    region = region_for(settings, session)
-    if region is None:
-        raise ConfigError(
-            "no AWS region: set FANOUT_REGION (or AWS_REGION), or use a queue URL "
-            "of the form https://sqs.<region>.amazonaws.com/..."
-        )
     return _with_cached_user_agent(
         session.client(
             "sqs",
             endpoint_url=settings.endpoint_url,
-            region_name=region,
+            region_name=_region(settings, session),
             config=client_config(settings),
             **credentials,
         )
@@ -76,3 +92,29 @@ async def _with_cached_user_agent(client_cm: Any) -> AsyncIterator[Any]:
             user_agent = creator.to_string()
             creator.to_string = lambda: user_agent
         yield client
+
+
+@contextlib.asynccontextmanager
+async def create_clients(
+    settings: Settings, session: aioboto3.Session | None = None, **credentials: str
+) -> AsyncIterator[tuple[Any, SQSClient]]:
+    """(SDK client, data-plane client): the SDK client for start-up checks and tools; the
+    data-plane client for the pipeline's four hot calls, chosen by FANOUT_SQS_CLIENT: the same
+    SDK client, or a ``LeanSQSClient`` (fanout.aws.lean)."""
+    session = session or aioboto3.Session()
+    async with create_client(settings, session, **credentials) as sdk:
+        if settings.sqs_client == "sdk":
+            yield sdk, sdk
+            return
+        lean = await open_lean_client(
+            endpoint_url=settings.endpoint_url,
+            region=_region(settings, session),
+            max_pool_connections=settings.max_pool_connections,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=read_timeout(settings),
+            credentials=credentials,
+        )
+        async with lean:
+            # The lean client has the four calls the pipeline makes, with the SDK's keyword
+            # arguments and response shapes (tests/integration/test_client_contract.py).
+            yield sdk, cast("SQSClient", lean)

@@ -54,6 +54,13 @@ QUEUE_WIDE_CODES = NON_EXISTENT_QUEUE_CODES | frozenset(
 EXPIRED_RECEIPT_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue"})
 
 
+class MessageIntegrityError(Exception):
+    """A received message whose body does not match its MD5OfBody (corrupted on the way).
+
+    Raised by the lean client (``fanout.aws.lean``) for the whole receive, so no message of it
+    is processed; retryable: the messages come back after their visibility timeout."""
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """One failed call or batch entry, classified."""
@@ -93,7 +100,9 @@ def classify_exception(exc: BaseException) -> Failure:
             message=str(error.get("Message") or ""),
             retryable=is_retryable(code, status=status if isinstance(status, int) else None),
         )
-    if isinstance(exc, (BotoConnectionError, HTTPClientError, TimeoutError, OSError)):
+    if isinstance(
+        exc, (BotoConnectionError, HTTPClientError, TimeoutError, OSError, MessageIntegrityError)
+    ):
         return Failure(code=type(exc).__name__, message=str(exc), retryable=True)
     if isinstance(exc, BotoCoreError):
         return Failure(code=type(exc).__name__, message=str(exc), retryable=False)

@@ -30,7 +30,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from fanout.aws.checks import check_queues
-from fanout.aws.client import create_client
+from fanout.aws.client import create_clients
 from fanout.config import Settings
 from fanout.errors import ConfigError
 from fanout.local.synthetic import DEMO_MIX, GenesysEventGenerator
@@ -182,7 +182,8 @@ class LocalSqs:
 
     settings: Settings
     rules: RuleSet
-    client: SQSClient
+    client: SQSClient  # the SDK client: queue set-up, the simulated producer and consumers
+    data_plane: SQSClient  # the pipeline's (FANOUT_SQS_CLIENT)
     limits: dict[str, int]
     target_urls: dict[str, str]
     downstream: Downstream
@@ -198,7 +199,9 @@ async def local_sqs(settings: Settings, options: LocalOptions) -> AsyncIterator[
         base = settings.model_copy(
             update={"endpoint_url": endpoint, "region": LOCAL_REGION, "wait_time_seconds": 1}
         )
-        async with create_client(base, **LOCAL_CREDENTIALS) as client:
+        # The simulated producer and consumers use the SDK client; the pipeline the data-plane
+        # client FANOUT_SQS_CLIENT chooses.
+        async with create_clients(base, **LOCAL_CREDENTIALS) as (client, data_plane):
             source, dlq, target_urls = await create_queues(client, rules)
             rules = rules.with_queue_urls(target_urls)
             local = base.model_copy(update={"source_queue_url": source, "dlq_url": dlq})
@@ -218,7 +221,9 @@ async def local_sqs(settings: Settings, options: LocalOptions) -> AsyncIterator[
                 ),
             ]
             try:
-                yield LocalSqs(local, rules, client, dict(limits), target_urls, downstream)
+                yield LocalSqs(
+                    local, rules, client, data_plane, dict(limits), target_urls, downstream
+                )
             finally:
                 for task in helpers:
                     task.cancel()
@@ -241,7 +246,7 @@ async def run_local(
         service = Service(
             local.settings,
             local.rules,
-            local.client,
+            local.data_plane,
             queue_limits=local.limits,
             telemetry=telemetry,
             # A reload binds the targets to the local queues too (a new target has none:

@@ -25,7 +25,7 @@ import orjson
 from botocore.config import Config
 
 from fanout.aws.checks import check_queues
-from fanout.aws.client import create_client
+from fanout.aws.client import create_clients
 from fanout.config import Settings
 from fanout.events import InvalidEvent, parse_event
 from fanout.local.synthetic import GenesysEventGenerator, Mix
@@ -299,8 +299,8 @@ async def run_service(
     """Run a Service against ``proxy`` until the coroutine ``until()`` returns, then stop it.
     ``started`` is called once the start-up queue check passed (e.g. to open a fault window)."""
     settings = fleet.settings(proxy.url, **overrides)
-    async with create_client(settings) as sqs:
-        limits = await check_queues(sqs, settings, fleet.rules)
+    async with create_clients(settings) as (sdk, sqs):  # data plane: FANOUT_SQS_CLIENT
+        limits = await check_queues(sdk, settings, fleet.rules)
         if started is not None:
             started()
         service = Service(settings, fleet.rules, sqs, queue_limits=limits)

@@ -212,6 +212,9 @@ async def test_sigterm_stops_gracefully(harness: Harness) -> None:
             **os.environ,
             "FANOUT_SOURCE_QUEUE_URL": urls["source"],
             "FANOUT_ENDPOINT_URL": h.endpoint,
+            # moto's ReceiveMessage has no lock: concurrent pollers can get a message twice
+            # (at-least-once, as SQS allows); one poller keeps the delivered ids exact.
+            "FANOUT_POLLERS": "1",
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

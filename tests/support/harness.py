@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from fanout.aws.checks import check_queues
-from fanout.aws.client import create_client
+from fanout.aws.client import create_clients
 from fanout.config import Settings
 from fanout.observability.stats import Stats
 from fanout.rules import RuleSet, load_rules
@@ -171,13 +171,14 @@ class Harness:
         endpoint: str | None = None,
         **service_options: Any,
     ) -> tuple[Service, Any, Any]:
-        """Build a Service on a fresh fanout client; returns (service, client cm, client)."""
+        """Build a Service on fresh fanout clients (the data-plane one as FANOUT_SQS_CLIENT
+        chooses); returns (service, clients cm, data-plane client)."""
         if endpoint is not None:
             settings = settings.model_copy(update={"endpoint_url": endpoint})
         rules = rules or load_rules(settings.rules)
-        cm = create_client(settings)
-        client = await cm.__aenter__()
-        limits = await check_queues(client, settings, rules)
+        cm = create_clients(settings)
+        sdk, client = await cm.__aenter__()
+        limits = await check_queues(sdk, settings, rules)
         service = Service(settings, rules, client, queue_limits=limits, **service_options)
         return service, cm, client
 
