@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, Context
 from opentelemetry.metrics import Counter, Histogram, Meter, Observation
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Span, SpanContext, Tracer
+from opentelemetry.trace import Span, SpanContext, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from fanout import __version__
@@ -79,10 +80,74 @@ def producer_context(
 
 
 def trace_attributes(span: Span) -> dict[str, dict[str, Any]]:
-    """``traceparent`` (and ``tracestate`` when set) for ``span``, as SQS message attributes."""
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier, context=trace.set_span_in_context(span))
-    return {k: {"DataType": "String", "StringValue": v} for k, v in carrier.items()}
+    """``traceparent`` (and ``tracestate`` when set) for ``span``, as SQS message attributes.
+
+    What the W3C propagator's ``inject`` writes, formatted directly: one f-string instead of a
+    context, a carrier and a setter per event (sampled-out spans propagate too, flag 00)."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return {}
+    attrs = {
+        TRACEPARENT: {
+            "DataType": "String",
+            "StringValue": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}",
+        }
+    }
+    if ctx.trace_state:
+        attrs[TRACESTATE] = {"DataType": "String", "StringValue": ctx.trace_state.to_header()}
+    return attrs
+
+
+class CallScope:
+    """Makes a messaging span current while its SQS call runs, so the HTTP client span nests
+    under it; ends it after (``end``); on an exception sets ERROR status (and records the
+    exception, ``record_exception``) as ``trace.use_span`` does.
+
+    A span that is not recorded (sampled out) suppresses the HTTP client instrumentation
+    instead: its span would be a non-recorded child too (same trace, parent-based or ratio
+    sampler) but would cost as much as a recorded one to build. With tracing off there is
+    nothing to do at all (``NO_SCOPE``)."""
+
+    __slots__ = ("_end", "_record_exception", "_span", "_token")
+
+    def __init__(self, span: Span, *, end: bool, record_exception: bool = True) -> None:
+        self._span = span
+        self._end = end
+        self._record_exception = record_exception
+        self._token: object = None
+
+    def __enter__(self) -> None:
+        span = self._span
+        if span.is_recording():
+            ctx = trace.set_span_in_context(span)
+        else:
+            ctx = otel_context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True)
+        self._token = otel_context.attach(ctx)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+        span = self._span
+        if isinstance(exc, Exception) and span.is_recording():
+            if self._record_exception:
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        if self._end:
+            span.end()
+
+
+class _NoScope:
+    """CallScope with tracing off: the span is the API's no-op one; nothing to attach or end."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+NO_SCOPE = _NoScope()
 
 
 @dataclass(frozen=True)
@@ -96,6 +161,22 @@ class Instruments:
     batch_entries: Histogram
     lag: Histogram
     injection_skipped: Counter
+    # Metric attributes of each (operation, queue), built once: a call records with the same
+    # dict every time instead of building one per call.
+    _call_attributes: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def call_attributes(self, operation: str, queue: str) -> dict[str, str]:
+        """``messaging.client.operation.duration`` attributes of one operation on one queue
+        (shared: never mutate)."""
+        key = (operation, queue)
+        attributes = self._call_attributes.get(key)
+        if attributes is None:
+            attributes = self._call_attributes[key] = {
+                "messaging.system": SYSTEM,
+                "messaging.operation.name": operation,
+                "messaging.destination.name": queue,
+            }
+        return attributes
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
@@ -234,6 +315,14 @@ class Telemetry:
     def off(cls) -> Telemetry:
         meter = metrics.NoOpMeterProvider().get_meter("fanout")
         return cls(trace.NoOpTracer(), meter, Instruments.create(meter))
+
+    def scope(
+        self, span: Span, *, end: bool, record_exception: bool = True
+    ) -> CallScope | _NoScope:
+        """The ``with`` block around one SQS call of ``span`` (see CallScope)."""
+        if not self.tracing:
+            return NO_SCOPE
+        return CallScope(span, end=end, record_exception=record_exception)
 
     def shutdown(self) -> None:
         """Flush and stop exporters (idempotent)."""
@@ -397,19 +486,95 @@ def _disabled_instrumentations(env: Mapping[str, str]) -> Iterable[str]:
 
 def _instrument_aiohttp(tracer_provider: Any) -> Callable[[], None]:
     """HTTP client spans for the SDK's aiohttp requests, nested under the messaging span that
-    is current while the call runs. The exporters use requests/grpc, not aiohttp, and the SDK
-    exports under its suppress-instrumentation flag: their traffic never makes spans."""
-    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    is current while the call runs (CallScope). The exporters use requests/grpc, not aiohttp:
+    their traffic never makes spans.
 
-    instrumentor = AioHttpClientInstrumentor()
-    # Its HTTP metrics are left on the API's no-op meter: messaging.client.operation.duration
-    # already times every call, and they cost as much as the spans.
-    instrumentor.instrument(tracer_provider=tracer_provider)
+    Every aiohttp ClientSession made from now on (the SDK's, the lean client's) gets
+    ``http_client_trace_config``, the same global hook opentelemetry-instrumentation-aiohttp-
+    client uses; ``uninstrument`` (a closer) restores ClientSession."""
+    import aiohttp
+
+    config = http_client_trace_config(tracer_provider.get_tracer("fanout.http", __version__))
+    original = aiohttp.ClientSession.__init__
+
+    def init(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> None:
+        kwargs["trace_configs"] = [*(kwargs.get("trace_configs") or ()), config]
+        original(self, *args, **kwargs)
+
+    aiohttp.ClientSession.__init__ = init  # type: ignore[method-assign]
 
     def uninstrument() -> None:
-        instrumentor.uninstrument()
+        aiohttp.ClientSession.__init__ = original  # type: ignore[method-assign]
 
     return uninstrument
+
+
+def http_client_trace_config(tracer: Tracer) -> Any:
+    """An aiohttp TraceConfig making one CLIENT span per HTTP request (stable HTTP semantic
+    conventions: ``http.request.method``, ``server.address``, ``server.port``, ``url.full``,
+    ``http.response.status_code``, ``error.type``), only when the current span is recorded.
+
+    Lean on purpose (the contrib instrumentor parsed and redacted the URL, copied every header
+    and attached a context per request, sampled or not): the attributes of a URL are built
+    once; a request under a span that is not recorded (sampled out, or CallScope suppressed
+    it) makes no span at all; no HTTP metrics (messaging.client.operation.duration already
+    times every call)."""
+    import aiohttp
+
+    by_url: dict[tuple[str, str], dict[str, Any]] = {}  # (method, url) -> attributes
+
+    def attributes(method: str, url: Any) -> dict[str, Any]:
+        key = (method, str(url))
+        found = by_url.get(key)
+        if found is None:
+            if len(by_url) > 1024:  # queue URLs are few; never grow without bound
+                by_url.clear()
+            full = url.with_user(None).with_query(None).with_fragment(None)
+            found = by_url[key] = {
+                "http.request.method": method,
+                "server.address": url.host or "",
+                "server.port": url.port or 0,
+                "url.full": str(full),
+            }
+        return found
+
+    async def on_start(_: Any, ctx: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        ctx.span = None
+        if otel_context.get_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY):
+            return
+        if not trace.get_current_span().is_recording():
+            return
+        ctx.span = tracer.start_span(
+            params.method,
+            kind=trace.SpanKind.CLIENT,
+            attributes=attributes(params.method, params.url),
+        )
+
+    async def on_end(_: Any, ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        span = ctx.span
+        if span is None:
+            return
+        status = params.response.status
+        span.set_attribute("http.response.status_code", status)
+        if status >= 400:
+            span.set_attribute("error.type", str(status))
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+
+    async def on_exception(_: Any, ctx: Any, params: aiohttp.TraceRequestExceptionParams) -> None:
+        span = ctx.span
+        if span is None:
+            return
+        kind = type(params.exception).__qualname__
+        span.set_attribute("error.type", kind)
+        span.set_status(Status(StatusCode.ERROR, kind))
+        span.end()
+
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(on_start)
+    config.on_request_end.append(on_end)
+    config.on_request_exception.append(on_exception)
+    return config
 
 
 class CallObserver:
@@ -420,11 +585,7 @@ class CallObserver:
     def __init__(self, span: Span, instruments: Instruments, operation: str, queue: str) -> None:
         self._span = span
         self._instruments = instruments
-        self._attributes = {
-            "messaging.system": SYSTEM,
-            "messaging.operation.name": operation,
-            "messaging.destination.name": queue,
-        }
+        self._attributes = instruments.call_attributes(operation, queue)
 
     def attempt(self, seconds: float, error_type: str | None = None) -> None:
         attributes = self._attributes

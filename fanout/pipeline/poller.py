@@ -8,7 +8,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from opentelemetry.trace import SpanKind, StatusCode, use_span
+from opentelemetry.trace import SpanKind, StatusCode
 
 from fanout.aws.limits import MAX_RECEIVE
 from fanout.aws.retry import Backoff, classify_exception
@@ -117,7 +117,7 @@ class Poller:
             try:
                 self._stats.calls["ReceiveMessage"] += 1
                 # Current during the call: the aiohttp client span nests under it.
-                with use_span(span, end_on_exit=False, record_exception=False):
+                with self._telemetry.scope(span, end=False, record_exception=False):
                     response = await self._client.receive_message(
                         QueueUrl=self._queue_url,
                         MaxNumberOfMessages=reserved,
