@@ -174,7 +174,7 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
         # The steady state only, sampled by py-spy from outside: no instrumentation overhead
         # (cProfile's per-call hooks would inflate exactly the small calls in question).
         profiler = (
-            subprocess.Popen(
+            subprocess.Popen(  # noqa: ASYNC220 - returns at once; py-spy samples our own pid
                 [
                     str(Path(sys.executable).with_name("py-spy")),
                     "record",
