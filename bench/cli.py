@@ -219,7 +219,9 @@ class Suite:
         if "open" in a.parts and localstack_up and max_rate:
             self.console.rule("open loop on LocalStack (latency)")
             rates = [max_rate * s for s in a.open_rates]
-            rows = await self.open_loop(rates, a.open_seconds, self.knobs, max_rate)
+            rows = await self.open_loop(
+                rates, a.open_seconds, self.knobs, max_rate, systems=("fanout", "naive")
+            )
             self.results["open"] = rows
         if "sweeps" in a.parts:
             await self.sweeps(main, max_rate, localstack_up)
@@ -262,32 +264,43 @@ class Suite:
         return ok
 
     async def open_loop(
-        self, rates: list[float], seconds: float, knobs: Knobs, max_rate: float | None
+        self,
+        rates: list[float],
+        seconds: float,
+        knobs: Knobs,
+        max_rate: float | None,
+        systems: tuple[str, ...] = ("fanout",),
     ) -> list[dict[str, Any]]:
         needed = sum(max(1, int(r * seconds)) for r in rates) + WARMUP_EVENTS
         prep = prepare(Workload(needed, self.args.seed + 1, None, self.args.rules), self.workdir)
-        results, summary = await open_loop(
-            prep,
-            rates,
-            seconds,
-            knobs,
-            self.args.endpoint_url,
-            max_rate=max_rate,
-            progress=self.step,
-        )
         rows = []
-        for r in results:
-            row = r.row()
-            row["fanout_sqs_calls"] = summary.get("sqs_calls")
-            rows.append(row)
-            ok = "ok" if r.correctness["ok"] else "[red]FAILED CHECK[/red]"
-            self.console.print(
-                f"  {r.rate:>7.0f}/s (achieved {r.achieved_rate:.0f}) linger {r.linger_ms:g}: "
-                f"p50 {r.p50_ms:.0f} p95 {r.p95_ms:.0f} p99 {r.p99_ms:.0f} max {r.max_ms:.0f} ms "
-                f"({r.copies} copies) {ok}"
+        # The naive consumer is the peer: same rates, same events, same run (after fanout).
+        for system in systems:
+            results, summary = await open_loop(
+                prep,
+                rates,
+                seconds,
+                knobs,
+                self.args.endpoint_url,
+                max_rate=max_rate,
+                progress=self.step,
+                system=system,
             )
-            if not r.correctness["ok"]:
-                self.failures.append(f"open loop at {r.rate}/s: {r.correctness}")
+            for r in results:
+                row = r.row()
+                if system == "fanout":
+                    row["fanout_sqs_calls"] = summary.get("sqs_calls")
+                rows.append(row)
+                ok = "ok" if r.correctness["ok"] else "[red]FAILED CHECK[/red]"
+                self.console.print(
+                    f"  {system:6s} {r.rate:>7.0f}/s (achieved {r.achieved_rate:.0f}) "
+                    f"linger {r.linger_ms:g}: p50 {r.p50_ms:.0f} p95 {r.p95_ms:.0f} "
+                    f"p99 {r.p99_ms:.0f} max {r.max_ms:.0f} ms ({r.copies} copies; p50 "
+                    f"{r.p50_to_target_ms:.0f} to target + {r.p50_collector_ms:.0f} collector) "
+                    f"{ok}"
+                )
+                if not r.correctness["ok"]:
+                    self.failures.append(f"{system} open loop at {r.rate}/s: {r.correctness}")
         return rows
 
     async def profile(self, prep: Prepared, measured: ClosedResult | None) -> None:
@@ -421,7 +434,11 @@ class Suite:
                     f"stub: fanout {f.cpu_us_per_event:.0f} µs CPU/event (net of start-up) - "
                     f"{verdict} the 150 µs target"
                 )
-        half = [r for r in self.results.get("open", []) if r.get("share_of_max") == 0.5]
+        half = [
+            r
+            for r in self.results.get("open", [])
+            if r.get("share_of_max") == 0.5 and r.get("system", "fanout") == "fanout"
+        ]
         if half and rtt:
             r = half[0]
             bound = r["linger_ms"] + 3 * rtt

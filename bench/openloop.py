@@ -1,7 +1,10 @@
-"""Open loop (latency): a producer sends on a fixed schedule, fanout runs, a collector drains
-the targets. Each body is stamped with its *scheduled* send time, so a producer that falls
-behind cannot hide latency (no coordinated omission): latency = time the copy was received
-from its target - scheduled send time."""
+"""Open loop (latency): a producer sends on a fixed schedule, the system (fanout, or the naive
+consumer as a peer at the same rates) runs, a collector drains the targets. Each body is stamped
+with its *scheduled* send time, so a producer that falls behind cannot hide latency (no
+coordinated omission): latency = time the copy was received from its target - scheduled send
+time. Each latency is split at the target's SentTimestamp (when SQS accepted the copy): before
+it (producer, source queue, the system's receive, processing, linger, send) and after it (the
+collector's long poll on the target)."""
 
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 @dataclass
 class RateResult:
+    system: str
     rate: float
     share_of_max: float | None
     events: int
@@ -50,6 +54,10 @@ class RateResult:
     max_send_lag_ms: float
     correctness: dict[str, Any]
     linger_ms: float
+    # Medians of the split at the target's SentTimestamp (ms resolution): scheduled send ->
+    # accepted by the target, and accepted -> received by the collector.
+    p50_to_target_ms: float = float("nan")
+    p50_collector_ms: float = float("nan")
     quantiles_ms: list[float] = field(default_factory=list, repr=False)  # 0, 1, ..., 100
 
     def row(self) -> dict[str, Any]:
@@ -97,8 +105,10 @@ async def open_loop(
     *,
     max_rate: float | None = None,
     progress: Any = None,
+    system: str = "fanout",
 ) -> tuple[list[RateResult], dict[str, Any]]:
-    """One fanout process; for each rate, ``rate * seconds`` events on schedule."""
+    """One ``system`` process (fanout or naive); for each rate, ``rate * seconds`` events on
+    schedule."""
     sizes = [max(1, int(r * seconds)) for r in rates]
     if sum(sizes) + WARMUP_EVENTS > len(prep.bodies):
         raise ValueError(f"need {sum(sizes) + WARMUP_EVENTS} events, have {len(prep.bodies)}")
@@ -107,10 +117,14 @@ async def open_loop(
         queues = await sqsenv.create_queues(c, endpoint, sqsenv.run_prefix(), prep.targets)
         out = prep.workdir / "summary-open.json"
         argv, env = system_argv(
-            "fanout", queues, prep, knobs, out, log_level="INFO", exit_when_idle=False
+            system, queues, prep, knobs, out, log_level="INFO", exit_when_idle=False
         )
+        if system == "naive":
+            argv += ["--idle-receives", str(10**9)]  # runs until terminated, like fanout here
         child = Child(argv, env, REPO)
         latencies: list[list[float]] = [[] for _ in rates]
+        # (scheduled -> target accepted, target accepted -> collector) per copy, ms
+        splits: list[list[tuple[float, float]]] = [[] for _ in rates]
         copies: list[dict[str, Counter[str]]] = [
             {t: Counter() for t in queues.targets} for _ in rates
         ]
@@ -124,7 +138,11 @@ async def open_loop(
                 k = which.get(eid)
                 if k is None:
                     return
-                latencies[k].append((now - sent_at(m["Body"])) * 1000)
+                scheduled = sent_at(m["Body"])
+                latencies[k].append((now - scheduled) * 1000)
+                accepted = int((m.get("Attributes") or {}).get("SentTimestamp", 0)) / 1000
+                if accepted:
+                    splits[k].append(((accepted - scheduled) * 1000, (now - accepted) * 1000))
                 copies[k][target][eid] += 1
 
             return on
@@ -134,7 +152,9 @@ async def open_loop(
             dlq[str(record.get("event_id"))] = str(record.get("reason"))
 
         try:
-            if not await asyncio.to_thread(child.wait_for, "fanout started", 60):
+            if system == "fanout" and not await asyncio.to_thread(
+                child.wait_for, "fanout started", 60
+            ):
                 raise RuntimeError(f"fanout did not start: {''.join(child.stderr[-10:])}")
             collectors = asyncio.gather(
                 *(
@@ -167,8 +187,11 @@ async def open_loop(
                 expected = {e: prep.expected[e] for e in ids}
                 verdict = verify(expected, copies[k], {e: r for e, r in dlq.items() if e in which})
                 lat = sorted(latencies[k])
+                before = sorted(b for b, _ in splits[k])
+                after = sorted(a for _, a in splits[k])
                 results.append(
                     RateResult(
+                        system=system,
                         rate=round(rate, 1),
                         share_of_max=round(rate / max_rate, 2) if max_rate else None,
                         events=n,
@@ -181,6 +204,8 @@ async def open_loop(
                         max_send_lag_ms=round(lag * 1000, 1),
                         correctness=verdict.summary(),
                         linger_ms=knobs.linger_ms,
+                        p50_to_target_ms=round(percentile(before, 50), 1),
+                        p50_collector_ms=round(percentile(after, 50), 1),
                         quantiles_ms=[round(percentile(lat, q), 2) for q in range(101)],
                     )
                 )

@@ -18,6 +18,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("/pydantic", "parse+validate"),
     ("/orjson", "parse+validate"),
     ("/fanout/rules.py", "match"),
+    ("/fanout/rules/", "match"),  # the rules subpackage (index, jmescompile, patterns, model)
     ("/jmespath/", "match"),
     ("/fanout/jmes", "match"),
     ("/fanout/pattern", "match"),

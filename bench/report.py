@@ -124,6 +124,7 @@ def closed_table(title: str, rows: list[dict[str, Any]]) -> Table:
 def open_table(title: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=title)
     for col in (
+        "system",
         "rate",
         "% of max",
         "linger",
@@ -133,12 +134,15 @@ def open_table(title: str, rows: list[dict[str, Any]]) -> Table:
         "p95 ms",
         "p99 ms",
         "max ms",
+        "p50 to target",
+        "p50 collector",
         "check",
     ):
         table.add_column(col, justify="right")
     for r in rows:
         share = r.get("share_of_max")
         table.add_row(
+            r.get("system", "fanout"),
             f"{r['rate']:.0f}",
             f"{share * 100:.0f}%" if share else "-",
             f"{r['linger_ms']:g}",
@@ -148,6 +152,8 @@ def open_table(title: str, rows: list[dict[str, Any]]) -> Table:
             f"{r['p95_ms']:.0f}",
             f"{r['p99_ms']:.0f}",
             f"{r['max_ms']:.0f}",
+            f"{r.get('p50_to_target_ms', float('nan')):.0f}",
+            f"{r.get('p50_collector_ms', float('nan')):.0f}",
             _ok(r["correctness"]),
         )
     return table
@@ -222,13 +228,14 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
                 label = (
                     f"{r['rate']:.0f}/s, linger {r['linger_ms']:g} ms"
                     if suffix
-                    else f"{r['rate']:.0f}/s ({(r.get('share_of_max') or 0) * 100:.0f}%)"
+                    else f"{r.get('system', 'fanout')} {r['rate']:.0f}/s "
+                    f"({(r.get('share_of_max') or 0) * 100:.0f}%)"
                 )
                 ax.plot(q, [i / (len(q) - 1) for i in range(len(q))], label=label)
         ax.set_xscale("log")
         ax.set_xlabel("latency, ms (send scheduled -> copy received)")
         ax.set_ylabel("fraction of copies")
-        ax.set_title("fanout latency CDF per rate (LocalStack)")
+        ax.set_title("latency CDF per system and rate (LocalStack)")
         ax.grid(alpha=0.3)
         ax.legend()
         written.append(_save(fig, out / f"latency_cdf{suffix}.png"))

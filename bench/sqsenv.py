@@ -134,6 +134,8 @@ async def drain(
                 WaitTimeSeconds=1,
                 VisibilityTimeout=120,
                 MessageAttributeNames=[EVENT_ID_ATTRIBUTE],
+                # When the queue accepted the copy: splits latency into before and after it.
+                MessageSystemAttributeNames=["SentTimestamp"],
             )
             now = time.time()
             messages = resp.get("Messages", [])

@@ -1,7 +1,7 @@
 """Tracing overhead: CPU per event of the fanout process with OpenTelemetry off and on.
 
     python -m bench.tracing_overhead [--events 1500] [--repeats 3]
-                                     [--stub | --endpoint URL]
+                                     [--stub | --endpoint URL] [--profile DIR]
 
 SQS is bench/stub.py (``--stub``: instant, its own process, so the CPU measured is fanout's
 alone), an endpoint (``--endpoint``, e.g. LocalStack on 127.0.0.1:4566) or an embedded moto
@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -170,11 +171,37 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
         warmup = spec["events"] // 10
         while service.stats.deleted < warmup:
             await asyncio.sleep(0.05)
+        # The steady state only, sampled by py-spy from outside: no instrumentation overhead
+        # (cProfile's per-call hooks would inflate exactly the small calls in question).
+        profiler = (
+            subprocess.Popen(  # noqa: ASYNC220 - returns at once; py-spy samples our own pid
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--nonblocking",
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--pid",
+                    str(os.getpid()),
+                    "--output",
+                    spec["profile"],
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if spec.get("profile")
+            else None
+        )
         cpu0, wall0, done0 = time.process_time(), time.perf_counter(), service.stats.deleted
         calls0 = sum(service.stats.calls.values())
         while service.stats.deleted < spec["events"]:
             await asyncio.sleep(0.05)
         cpu1, wall1, done1 = time.process_time(), time.perf_counter(), service.stats.deleted
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            profiler.wait(60)
         calls = sum(service.stats.calls.values()) - calls0
         service.stop.set()
         await run
@@ -187,7 +214,13 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def run_child(spec: dict[str, Any], mode_env: dict[str, str], collector_url: str) -> dict[str, Any]:
+def run_child(
+    spec: dict[str, Any],
+    mode_env: dict[str, str],
+    collector_url: str,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """One child run; with ``profile``, under cProfile (its CPU numbers are then inflated)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FANOUT_"))}
     env.update(CREDENTIALS)
     env["FANOUT_LOG_LEVEL"] = "WARNING"
@@ -200,6 +233,8 @@ def run_child(spec: dict[str, Any], mode_env: dict[str, str], collector_url: str
                 **mode_env,
             }
         )
+    if profile is not None:
+        spec = {**spec, "profile": str(profile)}
     out = subprocess.run(  # our own interpreter and module
         [sys.executable, "-m", "bench.tracing_overhead", "--child", orjson.dumps(spec).decode()],
         env=env,
@@ -213,7 +248,11 @@ def run_child(spec: dict[str, Any], mode_env: dict[str, str], collector_url: str
 
 
 def run_on_stub(
-    events: int, seed: int, mode_env: dict[str, str], collector_url: str
+    events: int,
+    seed: int,
+    mode_env: dict[str, str],
+    collector_url: str,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     from bench.procs import stub_server
 
@@ -222,7 +261,7 @@ def run_on_stub(
         with stub_server(pool, REPO) as (endpoint, _):
             spec = stub_spec(endpoint, events)
             spec["endpoint"] = endpoint
-            return run_child(spec, mode_env, collector_url)
+            return run_child(spec, mode_env, collector_url, profile)
 
 
 def main() -> None:
@@ -231,10 +270,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--endpoint", help="SQS endpoint to use instead of an embedded moto")
     parser.add_argument("--stub", action="store_true", help="SQS is bench/stub.py (instant)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="directory: one py-spy profile (raw stacks) per mode on the stub, not measured; "
+        "needs py-spy (pip install py-spy)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(orjson.dumps(asyncio.run(child(orjson.loads(args.child)))).decode())
+        return
+
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        with collector() as collector_url:
+            for index, (label, mode_env) in enumerate(MODES):
+                path = args.profile / f"mode{index}.txt"
+                run_on_stub(args.events, 0, mode_env, collector_url, path)
+                print(f"{label}: {path}", file=sys.stderr)
         return
 
     from moto.server import ThreadedMotoServer

@@ -199,6 +199,9 @@ class Service:
         if self.health is not None:
             assert s.http_port is not None
             await self.health.start(s.http_host, s.http_port)
+        for poller in self.pollers:
+            # Drain mode: short polls, so the exit never waits out a long poll.
+            poller.drain = exit_when_idle is not None
         heartbeat = asyncio.create_task(self.acker.heartbeat(), name="visibility heartbeat")
         reloader = asyncio.create_task(self.reloader.run(), name="rules reload")
         pollers = [asyncio.create_task(p.run(), name="poller") for p in self.pollers]

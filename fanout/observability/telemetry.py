@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, Context
 from opentelemetry.metrics import Counter, Histogram, Meter, Observation
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Span, SpanContext, Tracer
+from opentelemetry.trace import Span, SpanContext, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from fanout import __version__
@@ -79,10 +80,74 @@ def producer_context(
 
 
 def trace_attributes(span: Span) -> dict[str, dict[str, Any]]:
-    """``traceparent`` (and ``tracestate`` when set) for ``span``, as SQS message attributes."""
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier, context=trace.set_span_in_context(span))
-    return {k: {"DataType": "String", "StringValue": v} for k, v in carrier.items()}
+    """``traceparent`` (and ``tracestate`` when set) for ``span``, as SQS message attributes.
+
+    What the W3C propagator's ``inject`` writes, formatted directly: one f-string instead of a
+    context, a carrier and a setter per event (sampled-out spans propagate too, flag 00)."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return {}
+    attrs = {
+        TRACEPARENT: {
+            "DataType": "String",
+            "StringValue": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}",
+        }
+    }
+    if ctx.trace_state:
+        attrs[TRACESTATE] = {"DataType": "String", "StringValue": ctx.trace_state.to_header()}
+    return attrs
+
+
+class CallScope:
+    """Makes a messaging span current while its SQS call runs, so the HTTP client span nests
+    under it; ends it after (``end``); on an exception sets ERROR status (and records the
+    exception, ``record_exception``) as ``trace.use_span`` does.
+
+    A span that is not recorded (sampled out) suppresses the HTTP client instrumentation
+    instead: its span would be a non-recorded child too (same trace, parent-based or ratio
+    sampler) but would cost as much as a recorded one to build. With tracing off there is
+    nothing to do at all (``NO_SCOPE``)."""
+
+    __slots__ = ("_end", "_record_exception", "_span", "_token")
+
+    def __init__(self, span: Span, *, end: bool, record_exception: bool = True) -> None:
+        self._span = span
+        self._end = end
+        self._record_exception = record_exception
+        self._token: object = None
+
+    def __enter__(self) -> None:
+        span = self._span
+        if span.is_recording():
+            ctx = trace.set_span_in_context(span)
+        else:
+            ctx = otel_context.set_value(_SUPPRESS_HTTP_INSTRUMENTATION_KEY, True)
+        self._token = otel_context.attach(ctx)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+        span = self._span
+        if isinstance(exc, Exception) and span.is_recording():
+            if self._record_exception:
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        if self._end:
+            span.end()
+
+
+class _NoScope:
+    """CallScope with tracing off: the span is the API's no-op one; nothing to attach or end."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+NO_SCOPE = _NoScope()
 
 
 @dataclass(frozen=True)
@@ -96,6 +161,22 @@ class Instruments:
     batch_entries: Histogram
     lag: Histogram
     injection_skipped: Counter
+    # Metric attributes of each (operation, queue), built once: a call records with the same
+    # dict every time instead of building one per call.
+    _call_attributes: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def call_attributes(self, operation: str, queue: str) -> dict[str, str]:
+        """``messaging.client.operation.duration`` attributes of one operation on one queue
+        (shared: never mutate)."""
+        key = (operation, queue)
+        attributes = self._call_attributes.get(key)
+        if attributes is None:
+            attributes = self._call_attributes[key] = {
+                "messaging.system": SYSTEM,
+                "messaging.operation.name": operation,
+                "messaging.destination.name": queue,
+            }
+        return attributes
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
@@ -248,6 +329,14 @@ class Telemetry:
     def off(cls) -> Telemetry:
         meter = metrics.NoOpMeterProvider().get_meter("fanout")
         return cls(trace.NoOpTracer(), meter, Instruments.create(meter))
+
+    def scope(
+        self, span: Span, *, end: bool, record_exception: bool = True
+    ) -> CallScope | _NoScope:
+        """The ``with`` block around one SQS call of ``span`` (see CallScope)."""
+        if not self.tracing:
+            return NO_SCOPE
+        return CallScope(span, end=end, record_exception=record_exception)
 
     def shutdown(self) -> None:
         """Flush and stop exporters (idempotent)."""
@@ -410,9 +499,11 @@ def _disabled_instrumentations(env: Mapping[str, str]) -> Iterable[str]:
 
 
 def _instrument_aiohttp(tracer_provider: Any) -> Callable[[], None]:
-    """HTTP client spans for the SDK's aiohttp requests, nested under the messaging span that
-    is current while the call runs. The exporters use requests/grpc, not aiohttp, and the SDK
-    exports under its suppress-instrumentation flag: their traffic never makes spans."""
+    """HTTP client spans for every aiohttp request of an SQS call (the SDK's and the lean
+    client's sessions), nested under the messaging span that is current while the call runs
+    (CallScope). A call whose span is sampled out runs under the suppress-HTTP-instrumentation
+    flag, so it makes no HTTP span at all. The exporters use requests/grpc, not aiohttp, and
+    the SDK exports under its suppress-instrumentation flag: their traffic never makes spans."""
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
     instrumentor = AioHttpClientInstrumentor()
@@ -434,11 +525,7 @@ class CallObserver:
     def __init__(self, span: Span, instruments: Instruments, operation: str, queue: str) -> None:
         self._span = span
         self._instruments = instruments
-        self._attributes = {
-            "messaging.system": SYSTEM,
-            "messaging.operation.name": operation,
-            "messaging.destination.name": queue,
-        }
+        self._attributes = instruments.call_attributes(operation, queue)
 
     def attempt(self, seconds: float, error_type: str | None = None) -> None:
         attributes = self._attributes

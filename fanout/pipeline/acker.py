@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import SpanKind, use_span
+from opentelemetry.trace import SpanKind
 
 from fanout.aws.batch import call_batch, fail_all
 from fanout.aws.retry import EXPIRED_RECEIPT_CODES, Backoff, Failure
@@ -175,7 +175,7 @@ class Acker:
             )
 
         span = self._span("DeleteMessageBatch", batch)
-        with use_span(span, end_on_exit=True):
+        with self._telemetry.scope(span, end=True):
             await call_batch(
                 "DeleteMessageBatch",
                 call,
@@ -199,7 +199,7 @@ class Acker:
 
         operation = "ChangeMessageVisibilityBatch"
         span = self._span(operation, [v.message for v in batch])
-        with use_span(span, end_on_exit=True):
+        with self._telemetry.scope(span, end=True):
             await call_batch(
                 operation,
                 call,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -32,7 +32,9 @@ class TooLarge(ValueError):
 
 def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]] | None = None) -> int:
     """Bytes SQS counts against the limit: UTF-8 body plus each attribute's name, type, value."""
-    size = len(body.encode("utf-8"))
+    # An ASCII body (CPython knows without scanning) has as many bytes as characters: no
+    # encoded copy per event just to count them.
+    size = len(body) if body.isascii() else len(body.encode("utf-8"))
     for name, attr in (attributes or {}).items():
         value = attr.get("StringValue")
         if value is None:
@@ -53,17 +55,19 @@ class BatchBuffer(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, item: T, size: int) -> list[list[T]]:
+    def add(self, item: T, size: int) -> Sequence[list[T]]:
         if size > self.limits.max_bytes:
             raise TooLarge(f"{size} bytes > {self.limits.max_bytes}")
-        ready: list[list[T]] = []
+        ready: list[list[T]] | None = None
         if self._items and self._bytes + size > self.limits.max_bytes:
-            ready.append(self.take())
+            ready = [self.take()]
         self._items.append(item)
         self._bytes += size
         if len(self._items) >= self.limits.max_entries:
+            if ready is None:
+                ready = []
             ready.append(self.take())
-        return ready
+        return () if ready is None else ready  # usually nothing: no list per entry
 
     def take(self) -> list[T]:
         items, self._items, self._bytes = self._items, [], 0

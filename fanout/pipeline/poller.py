@@ -8,7 +8,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from opentelemetry.trace import SpanKind, StatusCode, use_span
+from opentelemetry.trace import SpanKind, StatusCode
 
 from fanout.aws.limits import MAX_RECEIVE
 from fanout.aws.retry import Backoff, classify_exception
@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 # SentTimestamp feeds lag; ApproximateReceiveCount goes into DLQ records and counts redeliveries
 # (Stats.redelivered); AWSTraceHeader is the X-Ray trace context EventBridge may set.
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "AWSTraceHeader"]
+# Drain mode (--exit-when-idle): a 1 s poll instead of the long one, so an exit never waits out
+# a 20 s poll. From the start, not after a first empty receive: that one would be the 20 s poll.
+# A receive returns as soon as messages are there either way; a 1 s poll still asks every SQS
+# server (a 0 s short poll samples some) and costs at most one call per poller per second
+# while the queue is empty.
+DRAIN_WAIT_SECONDS = 1
 
 
 class Poller:
@@ -42,6 +48,8 @@ class Poller:
         inflight: the registry capacity is reserved from.
         stats: counts receives and receive errors.
         wait_time: FANOUT_WAIT_TIME_SECONDS (long poll).
+        drain: drain mode (--exit-when-idle): poll for at most DRAIN_WAIT_SECONDS, so that
+            an exit waits at most that long for a receive in flight.
         visibility_timeout: FANOUT_VISIBILITY_TIMEOUT_SECONDS asked on receive.
         backoff, rng: pause after failed receives.
         telemetry: ``receive <source>`` spans and call metrics.
@@ -60,6 +68,7 @@ class Poller:
         backoff: Backoff,
         rng: random.Random,
         telemetry: Telemetry | None = None,
+        drain: bool = False,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
@@ -67,6 +76,7 @@ class Poller:
         self._inflight = inflight
         self._stats = stats
         self._wait_time = wait_time
+        self.drain = drain
         self._visibility_timeout = visibility_timeout
         self._backoff = backoff
         self._rng = rng
@@ -92,6 +102,7 @@ class Poller:
 
     async def run(self) -> None:
         failures = 0
+        wait_time = min(self._wait_time, DRAIN_WAIT_SECONDS) if self.drain else self._wait_time
         while not self.stopping:
             # Backpressure: no receive until there is room for what it may return.
             reserved = await self._inflight.reserve(MAX_RECEIVE)
@@ -106,11 +117,11 @@ class Poller:
             try:
                 self._stats.calls["ReceiveMessage"] += 1
                 # Current during the call: the aiohttp client span nests under it.
-                with use_span(span, end_on_exit=False, record_exception=False):
+                with self._telemetry.scope(span, end=False, record_exception=False):
                     response = await self._client.receive_message(
                         QueueUrl=self._queue_url,
                         MaxNumberOfMessages=reserved,
-                        WaitTimeSeconds=self._wait_time,
+                        WaitTimeSeconds=wait_time,
                         VisibilityTimeout=self._visibility_timeout,
                         MessageSystemAttributeNames=SYSTEM_ATTRIBUTES,  # type: ignore[arg-type]
                         MessageAttributeNames=["All"],

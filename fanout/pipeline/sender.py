@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import SpanKind, StatusCode, use_span
+from opentelemetry.trace import SpanKind, StatusCode
 
 from fanout.aws.batch import OnSettled, call_batch, fail_all
 from fanout.aws.limits import MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_BYTES
@@ -245,7 +245,7 @@ class QueueSender:
             return await self._client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
 
         # Current while the call runs, so the aiohttp client spans nest under it.
-        with use_span(span, end_on_exit=True):
+        with telemetry.scope(span, end=True):
             await call_batch(
                 "SendMessageBatch",
                 call,

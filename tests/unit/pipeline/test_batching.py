@@ -72,22 +72,22 @@ def test_pack_is_greedy_and_within_limits(sizes: list[int], entries: int, max_by
 
 def test_batch_buffer_add_returns_ready_batches() -> None:
     buffer: BatchBuffer[str] = BatchBuffer(BatchLimits(max_entries=3, max_bytes=100))
-    assert buffer.add("a", 40) == []
-    assert buffer.add("b", 40) == []
+    assert list(buffer.add("a", 40)) == []
+    assert list(buffer.add("b", 40)) == []
     assert len(buffer) == 2
-    assert buffer.add("c", 30) == [["a", "b"]]  # would exceed 100: flush first, keep "c"
+    assert list(buffer.add("c", 30)) == [["a", "b"]]  # would exceed 100: flush first, keep "c"
     assert len(buffer) == 1
-    assert buffer.add("d", 0) == []
-    assert buffer.add("e", 70) == [["c", "d", "e"]]  # third entry: full at exactly 100 bytes
+    assert list(buffer.add("d", 0)) == []
+    assert list(buffer.add("e", 70)) == [["c", "d", "e"]]  # third entry: full at exactly 100 bytes
     assert len(buffer) == 0
     # The byte count restarted with the flush: 100 more bytes fit before the next one.
-    assert buffer.add("x", 60) == []
-    assert buffer.add("y", 40) == []
+    assert list(buffer.add("x", 60)) == []
+    assert list(buffer.add("y", 40)) == []
     assert buffer.take() == ["x", "y"]
     with pytest.raises(TooLarge):
         buffer.add("f", 101)
     assert len(buffer) == 0  # the rejected entry was not buffered
-    assert buffer.add("g", 100) == []
+    assert list(buffer.add("g", 100)) == []
     assert buffer.take() == ["g"]
     assert buffer.take() == []
 
