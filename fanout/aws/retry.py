@@ -103,11 +103,17 @@ def classify_exception(exc: BaseException) -> Failure:
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And
-    Jitter"): attempt ``n`` waits uniformly in ``[0, min(cap, base * 2**n)]``."""
+    Jitter"): attempt ``n`` waits uniformly in ``[0, min(cap, base * 2**n)]``.
+
+    Gives up once ``max_attempts`` are spent **and** ``max_seconds`` have passed since the
+    first attempt: with a time budget (the senders': FANOUT_RETRY_MAX_SECONDS) a throttled or
+    failing target is waited out for that long, at one try per ``cap`` at most; without one
+    (0, the default: deletes, visibility changes, start-up checks) only attempts count."""
 
     max_attempts: int = 6
     base: float = 0.1
     cap: float = 5.0
+    max_seconds: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backoff:
@@ -124,9 +130,13 @@ class Backoff:
     def delay(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0.0, self.ceiling(attempt))
 
-    def gives_up(self, attempt: int) -> bool:
-        """``attempt`` counts from 1: the call that just failed was attempt number ``attempt``."""
-        return attempt >= self.max_attempts
+    def with_budget(self, seconds: float) -> Backoff:
+        return Backoff(self.max_attempts, self.base, self.cap, seconds)
+
+    def gives_up(self, attempt: int, elapsed: float = 0.0) -> bool:
+        """``attempt`` counts from 1: the call that just failed was attempt number ``attempt``;
+        ``elapsed``: seconds since the first attempt."""
+        return attempt >= self.max_attempts and elapsed >= self.max_seconds
 
 
 async def call_with_retry(

@@ -37,6 +37,8 @@ class Received:
     pending: int = 0
     failures: dict[str, Failure] = field(default_factory=dict)
     aws_trace_header: str | None = None  # X-Ray context (AWSTraceHeader system attribute)
+    group_id: str | None = None  # MessageGroupId, from a FIFO source queue
+    sequence_number: str | None = None  # SequenceNumber, from a FIFO source queue
     trace_context: SpanContext | None = None  # the process span's, for links from send spans
 
     @classmethod
@@ -54,6 +56,8 @@ class Received:
             received_at=now,
             extend_at=now + visibility_timeout / 2,
             aws_trace_header=attrs.get("AWSTraceHeader"),
+            group_id=attrs.get("MessageGroupId"),
+            sequence_number=attrs.get("SequenceNumber"),
         )
 
     @property

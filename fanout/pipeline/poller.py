@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode, use_span
 
 from fanout.aws.limits import MAX_RECEIVE
 from fanout.aws.retry import Backoff, classify_exception
-from fanout.aws.urls import queue_name
+from fanout.aws.urls import is_fifo, queue_name
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import SYSTEM, Telemetry
 from fanout.outcomes import ErrorKind
@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # SentTimestamp feeds lag; ApproximateReceiveCount goes into DLQ records; AWSTraceHeader is the
-# X-Ray trace context EventBridge may set.
+# X-Ray trace context EventBridge may set. A FIFO source adds its group (the default group of
+# FIFO targets) and sequence number.
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "AWSTraceHeader"]
+FIFO_SYSTEM_ATTRIBUTES = [*SYSTEM_ATTRIBUTES, "MessageGroupId", "SequenceNumber"]
 
 
 class Poller:
@@ -71,6 +73,9 @@ class Poller:
         self._backoff = backoff
         self._rng = rng
         self._telemetry = telemetry or Telemetry.off()
+        self._system_attributes = (
+            FIFO_SYSTEM_ATTRIBUTES if is_fifo(queue_url) else SYSTEM_ATTRIBUTES
+        )
         name = queue_name(queue_url)
         self._span_name = f"receive {name}"
         self._span_attributes = {
@@ -112,7 +117,7 @@ class Poller:
                         MaxNumberOfMessages=reserved,
                         WaitTimeSeconds=self._wait_time,
                         VisibilityTimeout=self._visibility_timeout,
-                        MessageSystemAttributeNames=SYSTEM_ATTRIBUTES,  # type: ignore[arg-type]
+                        MessageSystemAttributeNames=self._system_attributes,  # type: ignore[arg-type]
                         MessageAttributeNames=["All"],
                     )
                 instruments.operation_duration.record(
