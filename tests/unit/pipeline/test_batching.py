@@ -14,8 +14,8 @@ from fanout.aws.limits import MAX_MESSAGE_BYTES
 from fanout.pipeline.batching import (
     BatchBuffer,
     Batcher,
-    GroupBatcher,
     BatchLimits,
+    GroupBatcher,
     TooLarge,
     message_size,
     pack,
