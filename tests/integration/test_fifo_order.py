@@ -140,7 +140,7 @@ async def test_fifo_dead_letter_and_continue_is_counted(harness: Harness) -> Non
         _, group, step = event_id.split("-")
         return step == "00002" and int(group) % 2 == 0
 
-    reads, stats, records, schedule, events = await _scenario(
+    reads, stats, records, _, events = await _scenario(
         harness, groups=6, steps=6, rate=0.2, reject=rejected
     )
     dead = {str(r["event_id"]) for r in records}
