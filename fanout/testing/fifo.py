@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +140,7 @@ def order_report(
     read: list[tuple[str, str]],
     events: list[OrderedEvent],
     *,
-    dead_lettered: set[str] = frozenset(),
+    dead_lettered: Collection[str] = frozenset(),
 ) -> OrderReport:
     """Check that each group's steps arrive strictly increasing, none lost (unless
     ``dead_lettered``), none duplicated."""
