@@ -7,8 +7,9 @@ Each case gets fresh queues: a standard source preloaded with the same number of
 conversation events (fanout.testing.fifo), one rule sending every event to one target, either
 standard or FIFO grouped by conversation (1, 10 or 1,000 conversations). fanout runs in this
 process (``Service``, default tuning except a 1 s long poll) from the first receive until
-every source message is deleted; the FIFO target is read back and its per-group order checked
-(out-of-order steps must be 0). Cases are interleaved per repeat so machine load hits them
+every source message is deleted; the FIFO target is read back and its per-group order
+checked against the order fanout received the (standard, so unordered) source's messages in:
+out-of-order steps must be 0. Cases are interleaved per repeat so machine load hits them
 alike; the median events/s per case is reported. Results: bench/results/fifo.{json,md}.
 """
 
@@ -25,12 +26,13 @@ from typing import Any
 
 import orjson
 
+from bench.procs import DUMMY_AWS
 from bench.sqsenv import Queues, client, delete_queues, run_prefix
 from fanout.aws.client import create_client
 from fanout.config import Settings
 from fanout.rules import load_rules
 from fanout.service import Service
-from fanout.testing.fifo import order_report, ordered_events, read_fifo
+from fanout.testing.fifo import ReceiveRecorder, order_report, ordered_events, read_fifo
 
 RESULTS = Path(__file__).parent / "results"
 RULES = """\
@@ -78,7 +80,8 @@ async def one_case(endpoint: str, events: int, groups: int | None, tmp: Path) ->
                 wait_time_seconds=1,
             )
             async with create_client(settings) as fanout_sqs:
-                service = Service(settings, load_rules(rules_path), fanout_sqs)
+                recorder = ReceiveRecorder(fanout_sqs)
+                service = Service(settings, load_rules(rules_path), recorder)  # type: ignore[arg-type]
                 runner = asyncio.create_task(service.run())
                 while service.stats.received == 0:
                     await asyncio.sleep(0.005)
@@ -100,7 +103,9 @@ async def one_case(endpoint: str, events: int, groups: int | None, tmp: Path) ->
                 "dlq": sum(stats.dlq.values()),
             }
             if fifo:
-                report = order_report(await read_fifo(sqs, target), traffic)
+                # A standard source has no order: the groups must follow the receive order.
+                read = await read_fifo(sqs, target)
+                report = order_report(read, traffic, rank=recorder.rank())
                 result["out_of_order"] = report.out_of_order
                 result["lost"] = len(report.lost)
                 result["duplicates"] = report.duplicates
@@ -135,6 +140,8 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    for key, value in DUMMY_AWS.items():  # fanout runs in this process: emulator credentials
+        os.environ.setdefault(key, value)
     cases: list[int | None] = [None, *[int(g) for g in args.groups.split(",")]]
     meta = {
         "endpoint": args.endpoint_url,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,15 +137,50 @@ class OrderReport:
         )
 
 
+class ReceiveRecorder:
+    """Wraps an SQS client and records the event ids of each ReceiveMessage answer, in order:
+    the order fanout received them in (what a FIFO target's groups must follow). Everything else
+    is passed through unchanged (only the client's public methods are used)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.received: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def receive_message(self, **kwargs: Any) -> Any:
+        response = await self._client.receive_message(**kwargs)
+        for message in response.get("Messages", []):
+            try:
+                self.received.append(str(orjson.loads(message["Body"])["id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return response
+
+    def rank(self) -> dict[str, int]:
+        """Event id -> position of its first receive."""
+        ranks: dict[str, int] = {}
+        for position, event_id in enumerate(self.received):
+            ranks.setdefault(event_id, position)
+        return ranks
+
+
 def order_report(
     read: list[tuple[str, str]],
     events: list[OrderedEvent],
     *,
     dead_lettered: Collection[str] = frozenset(),
+    rank: Mapping[str, int] | None = None,
 ) -> OrderReport:
     """Check that each group's steps arrive strictly increasing, none lost (unless
-    ``dead_lettered``), none duplicated."""
+    ``dead_lettered``), none duplicated. ``rank``: the order to check against instead of the
+    published steps (e.g. the order fanout received a standard source's messages in)."""
     by_id = {e.event_id: e for e in events}
+    if rank is not None:
+        by_id = {
+            i: OrderedEvent(e.group, rank.get(i, -1), e.event_id, e.body) for i, e in by_id.items()
+        }
     report = OrderReport(len(events))
     counts = Counter(event_id for _, event_id in read)
     last: dict[str, int] = defaultdict(lambda: -1)
