@@ -9,15 +9,17 @@ MessageGroupId, its copies accepted in the order they were submitted (the order 
 received their source messages): its sender sequences each group (``GroupBatcher``), so a
 failed entry holds back the later entries of its group until it is accepted or given up.
 
-Backlog: while a target is failing (its last call was throttled or failed), a target holding
-``max_pending`` unsettled copies fails further copies at once with ``BACKLOG_CODE`` (DLQ reason
-``target_backlog``), so one target's outage cannot take every in-flight slot.
+Backlog: while a target is failing (no copy accepted for FAILING_AFTER_SECONDS while its
+calls throttle or fail), a target holding ``max_pending`` unsettled copies fails further copies
+at once with ``BACKLOG_CODE`` (DLQ reason ``target_backlog``), so one target's outage cannot
+take every in-flight slot. A target that works, however slowly or busily, is never limited.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,10 @@ if TYPE_CHECKING:
 EVENT_ID_ATTRIBUTE = "fanout.event_id"
 # The failure code of a copy refused because its target's backlog is full (DLQ target_backlog).
 BACKLOG_CODE = "TargetBacklog"
+# A target is failing once its attempts have failed, with none accepted, for this long: short
+# enough to bound an outage's backlog, long enough that scattered throttles and partial batch
+# failures of a working target (some attempts succeed every second) never trip the limit.
+FAILING_AFTER_SECONDS = 2.0
 log = logging.getLogger(__name__)
 
 
@@ -205,7 +211,7 @@ class QueueSender:
         }
         self.max_pending = max_pending
         self.pending = 0  # copies submitted to the batcher and not yet settled
-        self.failing = False  # the last attempt was throttled or failed: the target is down
+        self._failing_since: float | None = None  # first failed attempt since the last success
         self.batcher: Batcher[Copy] | GroupBatcher[Copy]
         self._groups: GroupBatcher[Copy] | None = None
         if sequenced is None:
@@ -250,7 +256,16 @@ class QueueSender:
         self._on_settled(copy, failure)
 
     def _attempted(self, failure: Failure | None) -> None:
-        self.failing = failure is not None
+        if failure is None:
+            self._failing_since = None
+        elif self._failing_since is None:
+            self._failing_since = time.monotonic()
+
+    @property
+    def failing(self) -> bool:
+        """No copy accepted for FAILING_AFTER_SECONDS while calls throttle or fail."""
+        since = self._failing_since
+        return since is not None and time.monotonic() - since >= FAILING_AFTER_SECONDS
 
     def submit(self, copy: Copy) -> None:
         if copy.size > self.max_message_bytes:

@@ -41,7 +41,7 @@ async def fleet(
 
 
 async def _throttled_run(
-    fleet: Fleet, *, seconds: float, events: list[Any], **overrides: Any
+    fleet: Fleet, *, seconds: float, events: list[Any], rate: float = 40, **overrides: Any
 ) -> tuple[Stats, During]:
     """Publish while fanout runs; `voice` answers RequestThrottled for ``seconds`` from 0.5 s
     after the start-up check."""
@@ -63,7 +63,7 @@ async def _throttled_run(
             window.restart()
             proxy.add(window)
 
-        publisher = asyncio.create_task(publish(fleet.sqs, fleet.source, events, rate=40))
+        publisher = asyncio.create_task(publish(fleet.sqs, fleet.source, events, rate=rate))
 
         async def settled() -> None:
             await wait_settled(fleet.sqs, fleet.source, quiet=1.5, timeout=90, ready=publisher.done)
@@ -109,13 +109,14 @@ async def test_budget_zero_dead_letters_like_before(fleet: Fleet) -> None:
 
 
 async def test_a_failing_targets_backlog_overflows_to_the_dlq_alone(fleet: Fleet) -> None:
-    """FANOUT_TARGET_MAX_PENDING=5: while `voice` throttles, its copies beyond 5 go to the DLQ
-    (target_backlog, naming `voice` only); the other targets get every copy."""
+    """FANOUT_TARGET_MAX_PENDING=5: once `voice` has failed for 2 s, its copies beyond 5 go to
+    the DLQ (target_backlog, naming `voice` only); the other targets get every copy."""
     events = make_events(120, seed=33)
     stats, _ = await _throttled_run(
         fleet,
-        seconds=6,
+        seconds=8,
         events=events,
+        rate=20,  # traffic keeps coming for 6 s, well into the outage
         pollers=1,
         retry_max_seconds=30,
         target_max_pending=5,
