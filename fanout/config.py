@@ -85,11 +85,13 @@ class Settings(BaseSettings):
         "(5xx, connection errors): it keeps retrying, its source message held invisible, until "
         "both this and FANOUT_RETRY_MAX_ATTEMPTS are spent; then the DLQ. 0: attempts only.",
     )
-    target_max_pending: int = Field(
-        default=250,
+    target_max_pending: int | None = Field(
+        default=None,
         ge=1,
         description="Copies one failing target may hold (each holds its source message in "
-        "flight); past it that target's new copies go to the DLQ (target_backlog).",
+        "flight); past it that target's new copies go to the DLQ (target_backlog). Unset: no "
+        "per-target limit, the pollers pause at FANOUT_MAX_IN_FLIGHT (nothing dead-lettered, "
+        "but every target waits for the failing one).",
     )
     retry_base_delay_ms: float = Field(
         default=100.0, ge=0, description="First backoff ceiling (full jitter)."

@@ -364,12 +364,13 @@ class SenderFactory:
         self, target: Target, on_settled: OnSettled[Copy], *, dlq: bool = False
     ) -> QueueSender:
         """``dlq``: the DLQ's sender: no backlog limit, no per-group order (records of
-        different events have no order to keep)."""
+        different events have no order to keep), and attempts only, no time budget: a record
+        the DLQ refuses leaves its message to come back (redelivery is the DLQ's wait)."""
         return QueueSender(
             self.client,
             target,
             on_settled=on_settled,
-            backoff=self.backoff,
+            backoff=self.backoff.with_budget(0.0) if dlq else self.backoff,
             rng=self.rng,
             stats=self.stats,
             linger=self.linger,
