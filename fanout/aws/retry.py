@@ -50,8 +50,12 @@ NON_EXISTENT_QUEUE_CODES = frozenset(
 QUEUE_WIDE_CODES = NON_EXISTENT_QUEUE_CODES | frozenset(
     {"AccessDenied", "AccessDeniedException", "KMS.DisabledException", "KmsDisabled"}
 )
-# A receipt handle that timed out: the message is visible again and will come back; not fatal.
-EXPIRED_RECEIPT_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue"})
+# A receipt handle that timed out: the message is visible again and will come back; not fatal,
+# and never worth a retry (LocalStack answers InvalidParameterValueException, SenderFault false:
+# retried, those entries clogged the visibility heartbeat during a 60 s throttle).
+EXPIRED_RECEIPT_CODES = frozenset(
+    {"ReceiptHandleIsInvalid", "InvalidParameterValue", "InvalidParameterValueException"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,8 @@ class Failure:
 def is_retryable(code: str, *, sender_fault: bool | None = None, status: int | None = None) -> bool:
     if code in RETRYABLE_CODES:
         return True
+    if code in EXPIRED_RECEIPT_CODES:
+        return False
     if status is not None and status >= 500:
         return True
     # A batch entry failed on the server's side with a code we do not know: try again.

@@ -246,3 +246,12 @@ def test_gives_up_with_a_time_budget(attempt: int, elapsed: float, gives_up: boo
     # Both the attempts and the budget must be spent: a throttled target is waited out.
     backoff = Backoff(max_attempts=3).with_budget(10.0)
     assert backoff.gives_up(attempt, elapsed) is gives_up
+
+
+@pytest.mark.parametrize(
+    "code", ["ReceiptHandleIsInvalid", "InvalidParameterValue", "InvalidParameterValueException"]
+)
+def test_an_expired_receipt_is_never_retried(code: str) -> None:
+    # LocalStack reports it with SenderFault false; retrying cannot bring the receipt back.
+    failure = classify_entry({"Id": "0", "Code": code, "SenderFault": False, "Message": "gone"})
+    assert not failure.retryable
