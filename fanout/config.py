@@ -92,6 +92,22 @@ class Settings(BaseSettings):
     retry_max_attempts: int = Field(
         default=6, ge=1, le=100, description="Attempts per SQS call before giving up."
     )
+    retry_max_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=43200,
+        description="Time budget of a copy's retries while its target throttles or fails "
+        "(5xx, connection errors): it keeps retrying, its source message held invisible, until "
+        "both this and FANOUT_RETRY_MAX_ATTEMPTS are spent; then the DLQ. 0: attempts only.",
+    )
+    target_max_pending: int | None = Field(
+        default=None,
+        ge=1,
+        description="Copies one failing target may hold (each holds its source message in "
+        "flight); past it that target's new copies go to the DLQ (target_backlog). Unset: no "
+        "per-target limit, the pollers pause at FANOUT_MAX_IN_FLIGHT (nothing dead-lettered, "
+        "but every target waits for the failing one).",
+    )
     retry_base_delay_ms: float = Field(
         default=100.0, ge=0, description="First backoff ceiling (full jitter)."
     )

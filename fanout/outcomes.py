@@ -38,6 +38,8 @@ class DlqReason(StrEnum):
     TARGET_REJECTED = "target_rejected"
     #: Copies to several targets failed for good, with different error codes.
     TARGETS_REJECTED = "targets_rejected"
+    #: A failing target already held FANOUT_TARGET_MAX_PENDING copies: this one was not queued.
+    TARGET_BACKLOG = "target_backlog"
 
     @property
     def is_bad_input(self) -> bool:
@@ -82,6 +84,10 @@ class ErrorKind(StrEnum):
     NO_DLQ = "no_dlq"
     #: A message was held past its maximum hold without settling (left for redelivery).
     HELD_TOO_LONG = "held_too_long"
+    #: A FIFO group goes on without one of its messages (dead-lettered): ``fifo_gap:<target>``
+    #: for a copy that failed for good on a FIFO target, ``fifo_gap:source`` for a message of
+    #: a FIFO source queue that went to the DLQ.
+    FIFO_GAP = "fifo_gap"
 
     def key(self, code: str | None = None) -> str:
         """The summary key: ``kind:code``, or just ``kind`` when there is no code."""

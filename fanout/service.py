@@ -110,18 +110,22 @@ class Service:
             linger=settings.delete_linger_seconds,
             visibility_timeout=settings.visibility_timeout_seconds,
             telemetry=telemetry,
+            retry_budget=settings.retry_max_seconds,
         )
         # Owned here and shared with the factory: a reload adds the new targets' limits.
         self._queue_limits = dict(queue_limits or {})
+        # Sends wait out a throttled or failing target for FANOUT_RETRY_MAX_SECONDS; deletes
+        # and visibility changes keep the attempt count (their messages come back anyway).
         self._senders = SenderFactory(
             client,
-            backoff,
+            backoff.with_budget(settings.retry_max_seconds),
             rng,
             self.stats,
             linger=settings.linger_seconds,
             concurrency=settings.send_concurrency,
             queue_limits=self._queue_limits,
             telemetry=telemetry,
+            max_pending=settings.target_max_pending,
         )
         self.dead_letters = DeadLetters(settings.dlq_url, self._senders, self.acker, self.stats)
         self.settler = Settler(self.acker, self.dead_letters, self.stats, telemetry)

@@ -52,19 +52,25 @@ async def call_batch(
     rng: random.Random,
     stats: Stats,
     observer: CallObserver | None = None,
+    on_attempt: Callable[[Failure | None], None] | None = None,
 ) -> None:
     """Run one SQS batch call; retry only retryable failed entries; report every item once.
 
     Whole-call errors retry the whole batch when retryable and fail it otherwise. Items still
-    failing after ``backoff.max_attempts`` are reported with a non-retryable "gave up" failure.
+    failing once the backoff gives up (``backoff.max_attempts`` spent and its time budget,
+    ``backoff.max_seconds``, run out) are reported with a non-retryable "gave up" failure.
     ``observer`` records each attempt's duration and each retry (span event + metric).
+    ``on_attempt`` is told after each attempt whether the queue is working: None when some
+    entry was accepted or nothing needs a retry, else the failure that is retried.
     """
     on_settled = _guarded(on_settled, operation)
     pending = list(items)
     attempt = 1
+    first = time.monotonic()
     while pending:
         retry: list[T] = []
         last: Failure | None = None
+        accepted = False
         stats.calls[operation] += 1
         started = time.perf_counter()
         try:
@@ -91,6 +97,7 @@ async def call_batch(
                         rng=rng,
                         stats=stats,
                         observer=observer,
+                        on_attempt=on_attempt,
                     )
                 return
             else:
@@ -100,6 +107,7 @@ async def call_batch(
             if observer is not None:
                 observer.attempt(time.perf_counter() - started)
             answered: set[int] = set()
+            accepted = bool(response.get("Successful"))
             for ok in response.get("Successful", ()):
                 index = int(ok["Id"])
                 answered.add(index)
@@ -117,14 +125,19 @@ async def call_batch(
                 if index not in answered:  # SQS always answers each entry; never lose one
                     retry.append(item)
                     last = Failure("MissingResult", "entry not in response", retryable=True)
+        if on_attempt is not None:
+            on_attempt(None if accepted or not retry else last)
         if not retry or last is None:
             return
         stats.retries[last.code] += 1
         if observer is not None:
             observer.retry(attempt, last.code, len(retry))
-        if backoff.gives_up(attempt):
+        elapsed = time.monotonic() - first
+        if backoff.gives_up(attempt, elapsed):
             gave_up = Failure(
-                last.code, f"gave up after {attempt} attempts: {last.message}", retryable=False
+                last.code,
+                f"gave up after {attempt} attempts in {elapsed:.0f}s: {last.message}",
+                retryable=False,
             )
             for item in retry:
                 on_settled(item, gave_up)

@@ -50,8 +50,12 @@ NON_EXISTENT_QUEUE_CODES = frozenset(
 QUEUE_WIDE_CODES = NON_EXISTENT_QUEUE_CODES | frozenset(
     {"AccessDenied", "AccessDeniedException", "KMS.DisabledException", "KmsDisabled"}
 )
-# A receipt handle that timed out: the message is visible again and will come back; not fatal.
-EXPIRED_RECEIPT_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue"})
+# A receipt handle that timed out: the message is visible again and will come back; not fatal,
+# and never worth a retry (LocalStack answers InvalidParameterValueException, SenderFault false:
+# retried, those entries clogged the visibility heartbeat during a 60 s throttle).
+EXPIRED_RECEIPT_CODES = frozenset(
+    {"ReceiptHandleIsInvalid", "InvalidParameterValue", "InvalidParameterValueException"}
+)
 
 
 class MessageIntegrityError(Exception):
@@ -73,6 +77,8 @@ class Failure:
 def is_retryable(code: str, *, sender_fault: bool | None = None, status: int | None = None) -> bool:
     if code in RETRYABLE_CODES:
         return True
+    if code in EXPIRED_RECEIPT_CODES:
+        return False
     if status is not None and status >= 500:
         return True
     # A batch entry failed on the server's side with a code we do not know: try again.
@@ -112,11 +118,17 @@ def classify_exception(exc: BaseException) -> Failure:
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And
-    Jitter"): attempt ``n`` waits uniformly in ``[0, min(cap, base * 2**n)]``."""
+    Jitter"): attempt ``n`` waits uniformly in ``[0, min(cap, base * 2**n)]``.
+
+    Gives up once ``max_attempts`` are spent **and** ``max_seconds`` have passed since the
+    first attempt: with a time budget (the senders': FANOUT_RETRY_MAX_SECONDS) a throttled or
+    failing target is waited out for that long, at one try per ``cap`` at most; without one
+    (0, the default: deletes, visibility changes, start-up checks) only attempts count."""
 
     max_attempts: int = 6
     base: float = 0.1
     cap: float = 5.0
+    max_seconds: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backoff:
@@ -133,9 +145,13 @@ class Backoff:
     def delay(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0.0, self.ceiling(attempt))
 
-    def gives_up(self, attempt: int) -> bool:
-        """``attempt`` counts from 1: the call that just failed was attempt number ``attempt``."""
-        return attempt >= self.max_attempts
+    def with_budget(self, seconds: float) -> Backoff:
+        return Backoff(self.max_attempts, self.base, self.cap, seconds)
+
+    def gives_up(self, attempt: int, elapsed: float = 0.0) -> bool:
+        """``attempt`` counts from 1: the call that just failed was attempt number ``attempt``;
+        ``elapsed``: seconds since the first attempt."""
+        return attempt >= self.max_attempts and elapsed >= self.max_seconds
 
 
 async def call_with_retry(

@@ -13,7 +13,9 @@ The happy path:
    target (the body untouched); ``QueueSender.submit`` hands each to its target's ``Batcher.add``.
 4. A full batch, or one whose linger ran out, goes out in ``QueueSender._send``:
    ``fanout.aws.batch.call_batch`` calls SendMessageBatch and retries only the failed entries,
-   with backoff.
+   with backoff, for FANOUT_RETRY_MAX_SECONDS while the target throttles or fails. A FIFO
+   target's ``GroupBatcher`` sends one copy per group per batch and the group's next copy only
+   once that one is settled, so each group keeps its order whatever is retried.
 5. Each accepted copy is reported to ``Settler.copy_settled`` (the ``OnSettled`` callback).
    After the last one, ``Acker.delete`` batches a DeleteMessageBatch; ``Acker._delete_settled``
    frees the message's slot (``InFlight.remove``). No rule matched and no default targets:

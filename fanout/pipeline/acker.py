@@ -52,7 +52,8 @@ class Acker:
         backoff, rng: retry delays of failed entries and calls.
         linger: seconds a partial delete batch waits (FANOUT_DELETE_LINGER_MS).
         visibility_timeout: FANOUT_VISIBILITY_TIMEOUT_SECONDS; messages are extended at half
-            of it, for at most MAX_HOLD_TIMEOUTS of it.
+            of it, for at most MAX_HOLD_TIMEOUTS of it (or the retry budget plus two).
+        retry_budget: FANOUT_RETRY_MAX_SECONDS: messages are held at least that long.
         telemetry: ``settle <source>`` spans and call metrics.
     """
 
@@ -68,6 +69,7 @@ class Acker:
         linger: float,
         visibility_timeout: int,
         telemetry: Telemetry | None = None,
+        retry_budget: float = 0.0,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
@@ -79,7 +81,10 @@ class Acker:
         self._queue = queue_name(queue_url)
         self._span_name = f"settle {self._queue}"
         self.visibility_timeout = visibility_timeout
-        self.max_hold = visibility_timeout * MAX_HOLD_TIMEOUTS
+        # Never let go of a message whose copies are still within their retry budget.
+        self.max_hold = max(
+            visibility_timeout * MAX_HOLD_TIMEOUTS, retry_budget + 2 * visibility_timeout
+        )
         self._deletes: Batcher[Received] = Batcher(
             "delete",
             self._send_deletes,

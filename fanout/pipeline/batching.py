@@ -4,12 +4,17 @@ SQS batch calls take at most 10 entries, and since 2025 at most 1 MiB (1,048,576
 single message and for the whole batch. A batch flushes when it is full, right before an entry
 would push it past the byte limit, or ``linger`` seconds after its first entry arrived, so
 copies from different receives share calls: that sharing is what cuts SQS calls per event.
+
+FIFO queues use ``GroupBatcher`` instead: per message group, entries go out strictly one after
+the other (see its docstring for why that is the only order-safe packing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -180,3 +185,189 @@ class Batcher(Generic[T]):
             except Exception as exc:
                 log.exception("batch send to %s failed unexpectedly", self.name)
                 self._on_send_error(batch, exc)
+
+
+class GroupBatcher(Generic[T]):
+    """Per-group sequencing for FIFO queues: order within each group, whatever fails.
+
+    SQS FIFO keeps the order of accepted messages per MessageGroupId, and within one
+    SendMessageBatch entries of a group are ordered by position. But a batch can be answered
+    with entry k of group G ``Failed`` and entry k+1 of G accepted: once that happened, no
+    retry can put k back in front. So, by construction:
+
+    * a batch holds **at most one entry per group** (the group's oldest unsettled entry);
+    * a group has **at most one entry in flight**: its next entry is only taken once the
+      current one is settled (accepted, or failed for good after its retries);
+    * other groups keep flowing meanwhile: up to ``concurrency`` batches of distinct groups
+      are in flight, and a group held by a retrying entry holds only itself.
+
+    A failed-for-good entry releases its group (dead-letter and continue, as SQS's own FIFO
+    redrive does): the caller counts that gap. The cost: one group alone moves one entry per
+    round trip; ten or more busy groups fill whole batches (bench/fifo.py measures it).
+
+    Same interface as ``Batcher`` (``add``, ``busy``, ``flush_now``, ``drain``, ``abort``), plus
+    ``settled``, which the sender must call exactly once for every entry ``send`` was given.
+
+    Parameters:
+        group_of: an entry's message group.
+        Others as ``Batcher``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        send: Callable[[list[T]], Awaitable[None]],
+        on_send_error: Callable[[list[T], BaseException], None],
+        *,
+        size_of: Callable[[T], int],
+        group_of: Callable[[T], str],
+        linger: float,
+        concurrency: int = 8,
+        limits: BatchLimits = BatchLimits(),
+    ) -> None:
+        self.name = name
+        self._send = send
+        self._on_send_error = on_send_error
+        self._size_of = size_of
+        self._group_of = group_of
+        self._linger = linger
+        self._concurrency = concurrency
+        self._limits = limits
+        # Unsettled entries per group, oldest first; the head is in flight when the group is
+        # not in ``_ready``. Empty groups are dropped (1,000s of conversations come and go).
+        self._groups: dict[str, deque[T]] = {}
+        self._ready: dict[str, None] = {}  # groups whose head may go now, oldest first
+        self._due: float | None = None  # when the oldest ready head's linger runs out
+        self._timer: asyncio.TimerHandle | None = None
+        self._pump_soon = False
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks) or bool(self._groups)
+
+    @property
+    def pending(self) -> int:
+        """Entries added and not yet settled (in flight or waiting behind their group)."""
+        return sum(len(q) for q in self._groups.values())
+
+    def add(self, item: T) -> None:
+        group = self._group_of(item)
+        queue = self._groups.get(group)
+        if queue is None:
+            self._groups[group] = deque((item,))
+            self._make_ready(group, time.monotonic() + self._linger)
+        else:
+            queue.append(item)  # behind the group's head: taken once the head is settled
+        self._pump()
+
+    def settled(self, item: T) -> None:
+        """``item`` (its group's head) is accepted or failed for good: its group moves on."""
+        group = self._group_of(item)
+        queue = self._groups.get(group)
+        if not queue or queue[0] is not item:
+            log.error("%s: settled an entry that is not its group's head", self.name)
+            return
+        queue.popleft()
+        if queue:
+            # Its next entry has waited behind the head at least a round trip: no more linger.
+            self._make_ready(group, time.monotonic())
+        else:
+            del self._groups[group]
+        # Deferred: a response settles up to 10 entries in a row; pump once after all of them.
+        if not self._pump_soon:
+            self._pump_soon = True
+            asyncio.get_running_loop().call_soon(self._deferred_pump)
+
+    def flush_now(self) -> None:
+        self._pump(force=True)
+
+    async def drain(self) -> None:
+        """Send everything without lingering and wait until every entry is settled."""
+        while self._groups:
+            self._pump(force=True)
+            if not self._tasks:  # nothing can settle what is left (cannot happen; never spin)
+                log.error("%s: %d entries stuck at drain", self.name, self.pending)
+                return
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.sleep(0)  # let deferred pumps run
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def abort(self) -> None:
+        self._cancel_timer()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _make_ready(self, group: str, due: float) -> None:
+        self._ready[group] = None
+        if self._due is None or due < self._due:
+            self._due = due
+
+    def _deferred_pump(self) -> None:
+        self._pump_soon = False
+        self._pump()
+
+    def _pump(self, *, force: bool = False) -> None:
+        """Launch batches while slots are free: full ones at once, partial ones when due."""
+        while self._ready and self._running < self._concurrency:
+            due = force or (self._due is not None and time.monotonic() >= self._due)
+            if not due and len(self._ready) < self._limits.max_entries:
+                break
+            self._launch(self._take())
+        if not self._ready:
+            self._due = None
+            self._cancel_timer()
+        elif self._timer is None and self._due is not None and self._running < self._concurrency:
+            delay = max(0.0, self._due - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._flush_due)
+
+    def _take(self) -> list[T]:
+        """The heads of the oldest ready groups, one per group, within the batch limits."""
+        batch: list[T] = []
+        nbytes = 0
+        for group in list(self._ready):
+            if len(batch) >= self._limits.max_entries:
+                break
+            head = self._groups[group][0]
+            size = self._size_of(head)
+            if batch and nbytes + size > self._limits.max_bytes:
+                continue  # stays ready for the next batch
+            batch.append(head)
+            nbytes += size
+            del self._ready[group]
+        if not self._ready:
+            self._due = None
+        return batch
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        self._pump()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _launch(self, batch: list[T]) -> None:
+        self._running += 1
+        task = asyncio.create_task(self._run(batch), name=f"send {self.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[T]) -> None:
+        try:
+            await self._send(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("batch send to %s failed unexpectedly", self.name)
+            self._on_send_error(batch, exc)
+        finally:
+            self._running -= 1
+            if self._ready:  # a slot is free: waiting heads go (their linger has run)
+                self._pump()

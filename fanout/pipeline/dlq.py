@@ -20,7 +20,13 @@ from fanout.observability.stats import Stats
 from fanout.outcomes import DlqReason, ErrorKind
 from fanout.pipeline.acker import Acker
 from fanout.pipeline.inflight import Received
-from fanout.pipeline.sender import EVENT_ID_ATTRIBUTE, Copy, SenderFactory, make_copy
+from fanout.pipeline.sender import (
+    BACKLOG_CODE,
+    EVENT_ID_ATTRIBUTE,
+    Copy,
+    SenderFactory,
+    make_copy,
+)
 from fanout.rules import FifoSettings, Target
 
 log = logging.getLogger(__name__)
@@ -67,9 +73,13 @@ def delivery_failure_record(message: Received) -> dict[str, Any]:
     """Record for a message whose copies failed for good on one or more targets."""
     codes = sorted({f.code for f in message.failures.values()})
     first = next(iter(message.failures.values()))
+    if codes == [BACKLOG_CODE]:
+        reason = DlqReason.TARGET_BACKLOG
+    else:
+        reason = DlqReason.TARGET_REJECTED if len(codes) == 1 else DlqReason.TARGETS_REJECTED
     return build_record(
         message,
-        reason=DlqReason.TARGET_REJECTED if len(codes) == 1 else DlqReason.TARGETS_REJECTED,
+        reason=reason,
         error_code=",".join(codes),
         error_message=first.message,
         failed_targets=sorted(message.failures),
@@ -123,11 +133,23 @@ class DeadLetters:
         self._acker = acker
         self._stats = stats
         self.target = dlq_target(dlq_url) if dlq_url else None
-        self.sender = senders(self.target, self._record_settled) if self.target else None
+        self.sender = senders(self.target, self._record_settled, dlq=True) if self.target else None
 
     def write(self, message: Received, record: dict[str, Any]) -> None:
         reason = str(record["reason"])
         message.log(log, logging.WARNING, "to DLQ: %s (%s)", reason, record["error_message"])
+        if message.group_id is not None:
+            # FIFO source: dead-letter and continue, as SQS's own FIFO redrive does. Once this
+            # message is deleted, later messages of its group are received and delivered: the
+            # group's order in the targets goes on without it. Counted, never silent.
+            self._stats.error(ErrorKind.FIFO_GAP, "source")
+            message.log(
+                log,
+                logging.WARNING,
+                "FIFO source group %s (sequence %s) goes on without it",
+                message.group_id,
+                message.sequence_number,
+            )
         if self.sender is None or self.target is None:
             # No DLQ: leave the message for the source queue's redrive policy.
             self._stats.error(ErrorKind.NO_DLQ, reason)

@@ -50,6 +50,8 @@ class Received:
     # redrive sends with the same group and deduplication ids (None: no FIFO copy failed).
     failed_fifo_ids: dict[str, dict[str, str]] | None = None
     aws_trace_header: str | None = None  # X-Ray context (AWSTraceHeader system attribute)
+    group_id: str | None = None  # MessageGroupId, from a FIFO source queue
+    sequence_number: str | None = None  # SequenceNumber, from a FIFO source queue
     trace_context: SpanContext | None = None  # the process span's, for links from send spans
     size: int = field(init=False)  # body bytes (UTF-8), counted against max_bytes
 
@@ -73,6 +75,8 @@ class Received:
             received_at=now,
             extend_at=now + visibility_timeout / 2,
             aws_trace_header=attrs.get("AWSTraceHeader"),
+            group_id=attrs.get("MessageGroupId"),
+            sequence_number=attrs.get("SequenceNumber"),
         )
 
     @property

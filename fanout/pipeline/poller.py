@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from fanout.aws.limits import MAX_RECEIVE
 from fanout.aws.retry import Backoff, classify_exception
-from fanout.aws.urls import queue_name
+from fanout.aws.urls import is_fifo, queue_name
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import SYSTEM, Telemetry
 from fanout.outcomes import ErrorKind
@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # SentTimestamp feeds lag; ApproximateReceiveCount goes into DLQ records and counts redeliveries
-# (Stats.redelivered); AWSTraceHeader is the X-Ray trace context EventBridge may set.
+# (Stats.redelivered); AWSTraceHeader is the X-Ray trace context EventBridge may set. A FIFO
+# source adds its group (the default group of FIFO targets) and sequence number.
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp", "AWSTraceHeader"]
+FIFO_SYSTEM_ATTRIBUTES = [*SYSTEM_ATTRIBUTES, "MessageGroupId", "SequenceNumber"]
 # Drain mode (--exit-when-idle): a 1 s poll instead of the long one, so an exit never waits out
 # a 20 s poll. From the start, not after a first empty receive: that one would be the 20 s poll.
 # A receive returns as soon as messages are there either way; a 1 s poll still asks every SQS
@@ -81,6 +83,9 @@ class Poller:
         self._backoff = backoff
         self._rng = rng
         self._telemetry = telemetry or Telemetry.off()
+        self._system_attributes = (
+            FIFO_SYSTEM_ATTRIBUTES if is_fifo(queue_url) else SYSTEM_ATTRIBUTES
+        )
         name = queue_name(queue_url)
         self._span_name = f"receive {name}"
         self._span_attributes = {
@@ -123,7 +128,7 @@ class Poller:
                         MaxNumberOfMessages=reserved,
                         WaitTimeSeconds=wait_time,
                         VisibilityTimeout=self._visibility_timeout,
-                        MessageSystemAttributeNames=SYSTEM_ATTRIBUTES,  # type: ignore[arg-type]
+                        MessageSystemAttributeNames=self._system_attributes,  # type: ignore[arg-type]
                         MessageAttributeNames=["All"],
                     )
                 instruments.operation_duration.record(

@@ -3,11 +3,23 @@
 Copies from any number of source messages share SendMessageBatch calls. A call can succeed with
 some entries ``Failed``: only those are retried, with async full-jitter backoff; entries that
 fail for good are reported to the callback with their classified failure.
+
+Order: a standard target gets none promised (as SQS standard). A FIFO target gets, per
+MessageGroupId, its copies accepted in the order they were submitted (the order fanout
+received their source messages): its sender sequences each group (``GroupBatcher``), so a
+failed entry holds back the later entries of its group until it is accepted or given up.
+
+Backlog: while a target is failing (no copy accepted for FAILING_AFTER_SECONDS while its
+calls throttle or fail), a target holding ``max_pending`` unsettled copies fails further copies
+at once with ``BACKLOG_CODE`` (DLQ reason ``target_backlog``), so one target's outage cannot
+take every in-flight slot. A target that works, however slowly or busily, is never limited.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,7 +38,8 @@ from fanout.observability.telemetry import (
     Telemetry,
     link_to,
 )
-from fanout.pipeline.batching import Batcher, message_size
+from fanout.outcomes import ErrorKind
+from fanout.pipeline.batching import Batcher, GroupBatcher, message_size
 from fanout.pipeline.inflight import Received
 from fanout.rules import Target
 
@@ -34,6 +47,13 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 EVENT_ID_ATTRIBUTE = "fanout.event_id"
+# The failure code of a copy refused because its target's backlog is full (DLQ target_backlog).
+BACKLOG_CODE = "TargetBacklog"
+# A target is failing once its attempts have failed, with none accepted, for this long: short
+# enough to bound an outage's backlog, long enough that scattered throttles and partial batch
+# failures of a working target (some attempts succeed every second) never trip the limit.
+FAILING_AFTER_SECONDS = 2.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, eq=False)
@@ -117,7 +137,7 @@ def _copy(
         entry["MessageAttributes"] = attrs  # shared between copies: never mutated
     if target.fifo is not None:
         data = source.event.data if source.event is not None else {}
-        entry["MessageGroupId"] = target.message_group_id(data)
+        entry["MessageGroupId"] = target.message_group_id(data, source.group_id)
         dedup = target.deduplication_id(event_id or source.message_id)
         if dedup is not None:
             entry["MessageDeduplicationId"] = dedup
@@ -147,9 +167,11 @@ def _without_event_id(copy: Copy) -> Copy:
 class QueueSender:
     """The batch+send stage of one queue (a target, or the DLQ).
 
-    Owns the queue's Batcher (copies from any number of events share SendMessageBatch calls)
-    and reports every copy exactly once to ``on_settled``: accepted, or failed for good after
-    its retries. A copy larger than the queue's MaximumMessageSize fails without a call.
+    Owns the queue's Batcher (copies from any number of events share SendMessageBatch calls;
+    a GroupBatcher for a FIFO target, which keeps each group's order) and reports every copy
+    exactly once to ``on_settled``: accepted, or failed for good after its retries. A copy
+    larger than the queue's MaximumMessageSize fails without a call; so does a copy for a
+    failing target that already holds ``max_pending`` copies (``BACKLOG_CODE``).
 
     Parameters:
         client: the SQS client (injected).
@@ -161,6 +183,8 @@ class QueueSender:
         concurrency: SendMessageBatch calls in flight at once (FANOUT_SEND_CONCURRENCY).
         max_message_bytes: the queue's MaximumMessageSize (read at start).
         telemetry: ``send <queue>`` spans and call metrics.
+        max_pending: FANOUT_TARGET_MAX_PENDING (None: no limit, e.g. the DLQ).
+        sequenced: per-group order (default: for FIFO targets).
     """
 
     def __init__(
@@ -176,6 +200,8 @@ class QueueSender:
         concurrency: int,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         telemetry: Telemetry | None = None,
+        max_pending: int | None = None,
+        sequenced: bool | None = None,
     ) -> None:
         self.target = target
         self.max_message_bytes = max_message_bytes
@@ -191,14 +217,63 @@ class QueueSender:
             "messaging.system": SYSTEM,
             "messaging.destination.name": self._queue,
         }
-        self.batcher: Batcher[Copy] = Batcher(
-            target.name,
-            self._send,
-            lambda batch, exc: fail_all(batch, exc, self._on_settled),
-            size_of=lambda c: c.size,
-            linger=linger,
-            concurrency=concurrency,
-        )
+        self.max_pending = max_pending
+        self.pending = 0  # copies submitted to the batcher and not yet settled
+        self._failing_since: float | None = None  # first failed attempt since the last success
+        self.batcher: Batcher[Copy] | GroupBatcher[Copy]
+        self._groups: GroupBatcher[Copy] | None = None
+        if sequenced is None:
+            sequenced = target.fifo is not None
+        if sequenced:
+            self._groups = self.batcher = GroupBatcher(
+                target.name,
+                self._send,
+                lambda batch, exc: fail_all(batch, exc, self._copy_settled),
+                size_of=lambda c: c.size,
+                group_of=lambda c: str(c.entry["MessageGroupId"]),
+                linger=linger,
+                concurrency=concurrency,
+            )
+        else:
+            self.batcher = Batcher(
+                target.name,
+                self._send,
+                lambda batch, exc: fail_all(batch, exc, self._copy_settled),
+                size_of=lambda c: c.size,
+                linger=linger,
+                concurrency=concurrency,
+            )
+
+    def _copy_settled(self, copy: Copy, failure: Failure | None) -> None:
+        """Every copy that went through the batcher ends here exactly once."""
+        self.pending -= 1
+        if self._groups is not None:
+            self._groups.settled(copy)  # its group's next copy may go now
+            if failure is not None:
+                # Dead-letter and continue: later copies of the group are no longer held.
+                self._stats.error(ErrorKind.FIFO_GAP, self.target.name)
+                copy.source.log(
+                    log,
+                    logging.WARNING,
+                    "FIFO target %s, group %s: copy failed for good (%s); later copies of the "
+                    "group go on without it (it goes to the DLQ)",
+                    self.target.name,
+                    copy.entry.get("MessageGroupId"),
+                    failure.code,
+                )
+        self._on_settled(copy, failure)
+
+    def _attempted(self, failure: Failure | None) -> None:
+        if failure is None:
+            self._failing_since = None
+        elif self._failing_since is None:
+            self._failing_since = time.monotonic()
+
+    @property
+    def failing(self) -> bool:
+        """No copy accepted for FAILING_AFTER_SECONDS while calls throttle or fail."""
+        since = self._failing_since
+        return since is not None and time.monotonic() - since >= FAILING_AFTER_SECONDS
 
     def submit(self, copy: Copy) -> None:
         if copy.size > self.max_message_bytes:
@@ -212,6 +287,16 @@ class QueueSender:
             )
             self._on_settled(copy, failure)
             return
+        if self.max_pending is not None and self.failing and self.pending >= self.max_pending:
+            failure = Failure(
+                BACKLOG_CODE,
+                f"{self.pending} copies already waiting for a failing target "
+                f"(FANOUT_TARGET_MAX_PENDING={self.max_pending})",
+                retryable=False,
+            )
+            self._on_settled(copy, failure)
+            return
+        self.pending += 1
         self.batcher.add(copy)
 
     async def _send(self, batch: list[Copy]) -> None:
@@ -239,7 +324,7 @@ class QueueSender:
         def count_failures(copy: Copy, failure: Failure | None) -> None:
             if failure is not None:
                 failures[failure.code] = failures.get(failure.code, 0) + 1
-            self._on_settled(copy, failure)
+            self._copy_settled(copy, failure)
 
         async def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
             return await self._client.send_message_batch(QueueUrl=url, Entries=entries)  # type: ignore[arg-type]
@@ -256,6 +341,7 @@ class QueueSender:
                 rng=self._rng,
                 stats=self._stats,
                 observer=CallObserver(span, instruments, "SendMessageBatch", self._queue),
+                on_attempt=self._attempted,
             )
             if span.is_recording():
                 reasons = sorted({c.note for c in batch if c.note})
@@ -280,17 +366,25 @@ class SenderFactory:
     concurrency: int
     queue_limits: Mapping[str, int] = field(default_factory=dict)  # MaximumMessageSize per URL
     telemetry: Telemetry | None = None
+    max_pending: int | None = None  # FANOUT_TARGET_MAX_PENDING, targets only
 
-    def __call__(self, target: Target, on_settled: OnSettled[Copy]) -> QueueSender:
+    def __call__(
+        self, target: Target, on_settled: OnSettled[Copy], *, dlq: bool = False
+    ) -> QueueSender:
+        """``dlq``: the DLQ's sender: no backlog limit, no per-group order (records of
+        different events have no order to keep), and attempts only, no time budget: a record
+        the DLQ refuses leaves its message to come back (redelivery is the DLQ's wait)."""
         return QueueSender(
             self.client,
             target,
             on_settled=on_settled,
-            backoff=self.backoff,
+            backoff=self.backoff.with_budget(0.0) if dlq else self.backoff,
             rng=self.rng,
             stats=self.stats,
             linger=self.linger,
             concurrency=self.concurrency,
             max_message_bytes=self.queue_limits.get(target.queue_url, MAX_MESSAGE_BYTES),
             telemetry=self.telemetry,
+            max_pending=None if dlq else self.max_pending,
+            sequenced=False if dlq else None,
         )

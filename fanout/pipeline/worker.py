@@ -50,6 +50,11 @@ class Worker:
 
     Owns the ``process <source>`` span of each event and its ``messaging.process.duration``.
 
+    Order (FIFO sources and targets rely on it): ``handle`` is synchronous, so between taking
+    a message off the work queue and submitting its copies no other worker runs; N workers
+    therefore submit copies in work-queue order (= receive order). Keep it free of awaits, or
+    sequence messages of one group in the hand-off.
+
     Parameters:
         routing: the rule set in force (read once per event: a reload swaps it between
             events) and the QueueSender of each target.

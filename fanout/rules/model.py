@@ -37,13 +37,14 @@ class Target:
     queue_url: str
     fifo: FifoSettings | None = None
 
-    def message_group_id(self, data: Mapping[str, Any]) -> str:
-        """FIFO group from the configured expression; the target name when it yields nothing."""
+    def message_group_id(self, data: Mapping[str, Any], source_group: str | None = None) -> str:
+        """FIFO group from the configured expression; when there is none or it yields nothing,
+        the source message's own group (a FIFO source queue), else the target name."""
         assert self.fifo is not None
         expr = self.fifo.group_expression
         value = expr.search(data) if expr is not None else None
         if value is None or value == "" or isinstance(value, (dict, list, bool)):
-            return fifo_safe_id(self.name)
+            return fifo_safe_id(source_group or self.name)
         return fifo_safe_id(str(value))
 
     def deduplication_id(self, event_id: str) -> str | None:

@@ -317,7 +317,7 @@ async def test_a_worker_survives_a_message_it_cannot_even_dead_letter(tmp_path: 
     submitted: list[Any] = []
 
     class Sender:
-        def __init__(self, target: Any, on_settled: Any) -> None:
+        def __init__(self, target: Any, on_settled: Any, *, dlq: bool = False) -> None:
             self.submit = submitted.append
 
     dead_letters = DeadLetters("http://127.0.0.1:9/dlq", Sender, acker, stats)  # type: ignore[arg-type]

@@ -129,3 +129,50 @@ async def test_an_entry_missing_from_the_response_is_retried_not_lost() -> None:
     script = Script(answer)
     assert await run(script, ["a", "b"]) == {"a": None, "b": None}
     assert script.sent == [["a", "b"], ["b"]]
+
+
+async def test_throttled_entries_retry_until_the_time_budget_then_give_up() -> None:
+    throttled = Script(lambda entries, n: (_ for _ in ()).throw(client_error("Throttling")))
+    states: list[Failure | None] = []
+    results: dict[str, Failure | None] = {}
+    await call_batch(
+        "SendMessageBatch",
+        throttled,
+        ["a"],
+        lambda body: {"MessageBody": body},
+        lambda item, failure: results.__setitem__(item, failure),
+        backoff=Backoff(max_attempts=2, base=0.01, cap=0.01).with_budget(0.3),
+        rng=random.Random(1),
+        stats=Stats(),
+        on_attempt=states.append,
+    )
+    # Far more than max_attempts: the budget, not the count, ended it.
+    assert len(throttled.sent) > 5
+    failure = results["a"]
+    assert failure is not None and not failure.retryable and "gave up" in failure.message
+    assert all(s is not None and s.code == "Throttling" for s in states)
+
+
+async def test_throttle_that_ends_within_the_budget_delivers() -> None:
+    def answer(entries: list[dict[str, Any]], n: int) -> dict[str, Any]:
+        if n <= 8:
+            raise client_error("RequestThrottled", 403)
+        return ok(entries)
+
+    script = Script(answer)
+    states: list[Failure | None] = []
+    results: dict[str, Failure | None] = {}
+    await call_batch(
+        "SendMessageBatch",
+        script,
+        ["a", "b"],
+        lambda body: {"MessageBody": body},
+        lambda item, failure: results.__setitem__(item, failure),
+        backoff=Backoff(max_attempts=3, base=0.0, cap=0.0).with_budget(30.0),
+        rng=random.Random(1),
+        stats=Stats(),
+        on_attempt=states.append,
+    )
+    assert results == {"a": None, "b": None}
+    assert len(script.sent) == 9
+    assert states[-1] is None and states[0] is not None  # failing, then working again

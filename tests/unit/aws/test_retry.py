@@ -236,3 +236,22 @@ async def test_call_with_retry_waits_with_backoff(monkeypatch: pytest.MonkeyPatc
     assert len(slept) == 3 and all(0 <= s <= c for s, c in zip(slept, ceilings, strict=True))
     rng = random.Random(3)  # the same seed draws the same delays, in order
     assert slept == [backoff.delay(n, rng) for n in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "elapsed", "gives_up"),
+    [(1, 0.0, False), (3, 5.0, False), (10, 9.9, False), (3, 10.0, True), (2, 60.0, False)],
+)
+def test_gives_up_with_a_time_budget(attempt: int, elapsed: float, gives_up: bool) -> None:
+    # Both the attempts and the budget must be spent: a throttled target is waited out.
+    backoff = Backoff(max_attempts=3).with_budget(10.0)
+    assert backoff.gives_up(attempt, elapsed) is gives_up
+
+
+@pytest.mark.parametrize(
+    "code", ["ReceiptHandleIsInvalid", "InvalidParameterValue", "InvalidParameterValueException"]
+)
+def test_an_expired_receipt_is_never_retried(code: str) -> None:
+    # LocalStack reports it with SenderFault false; retrying cannot bring the receipt back.
+    failure = classify_entry({"Id": "0", "Code": code, "SenderFault": False, "Message": "gone"})
+    assert not failure.retryable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from fanout.pipeline.batching import (
     BatchBuffer,
     Batcher,
     BatchLimits,
+    GroupBatcher,
     TooLarge,
     message_size,
     pack,
@@ -248,3 +250,144 @@ async def test_concurrency_limit() -> None:
     await asyncio.wait_for(batcher.drain(), 1)
     assert send.most_active == 2
     assert sorted(b[0] for b in send.batches) == [0, 1, 2, 3, 4]
+
+
+# --- GroupBatcher: per-group sequencing for FIFO queues -----------------------------------------
+
+
+class GroupSend:
+    """Sends of (group, n) entries; settles each entry when told, records what was in flight."""
+
+    def __init__(self) -> None:
+        self.batcher: GroupBatcher[tuple[str, int]] | None = None
+        self.batches: list[list[tuple[str, int]]] = []
+        self.in_flight: set[tuple[str, int]] = set()
+        self.accepted: list[tuple[str, int]] = []
+        self.gates: dict[tuple[str, int], asyncio.Event] = {}
+        self.auto = False  # settle every entry as soon as it is sent
+
+    async def __call__(self, batch: list[tuple[str, int]]) -> None:
+        assert self.batcher is not None
+        groups = [g for g, _ in batch]
+        assert len(groups) == len(set(groups)), f"two entries of one group in {batch}"
+        assert not {g for g, _ in self.in_flight} & set(groups), "a group sent twice at once"
+        self.batches.append(batch)
+        self.in_flight.update(batch)
+        # Like call_batch: accepted entries settle at once, a failing one later (its retries).
+        await asyncio.gather(*(self._settle(item) for item in batch))
+
+    async def _settle(self, item: tuple[str, int]) -> None:
+        assert self.batcher is not None
+        if not self.auto:
+            await self.gates.setdefault(item, asyncio.Event()).wait()
+        else:
+            await asyncio.sleep(0)
+        self.in_flight.discard(item)
+        self.accepted.append(item)
+        self.batcher.settled(item)
+
+    def release(self, item: tuple[str, int]) -> None:
+        self.gates.setdefault(item, asyncio.Event()).set()
+
+    def make(self, *, linger: float = 60, concurrency: int = 8) -> GroupBatcher[tuple[str, int]]:
+        self.batcher = GroupBatcher(
+            "fifo",
+            self,
+            lambda batch, exc: None,
+            size_of=lambda _: 1,
+            group_of=lambda item: item[0],
+            linger=linger,
+            concurrency=concurrency,
+        )
+        return self.batcher
+
+
+async def test_group_batcher_sends_one_entry_per_group_and_holds_the_rest() -> None:
+    send = GroupSend()
+    batcher = send.make()
+    for item in [("a", 1), ("a", 2), ("b", 1), ("a", 3), ("b", 2)]:
+        batcher.add(item)
+    batcher.flush_now()
+    await settle()
+    assert send.batches == [[("a", 1), ("b", 1)]]
+    assert batcher.pending == 5
+    # b's head is accepted: b moves on while a's head is still out (a retrying entry holds a).
+    send.release(("b", 1))
+    await settle()
+    assert send.batches[1:] == [[("b", 2)]]
+    send.release(("a", 1))
+    await settle()
+    assert send.batches[2:] == [[("a", 2)]]
+    for item in [("a", 2), ("b", 2), ("a", 3)]:
+        send.release(item)
+    await asyncio.wait_for(batcher.drain(), 1)
+    assert [n for g, n in send.accepted if g == "a"] == [1, 2, 3]
+    assert [n for g, n in send.accepted if g == "b"] == [1, 2]
+    assert not batcher.busy
+
+
+async def test_group_batcher_one_slow_group_does_not_hold_the_others() -> None:
+    send = GroupSend()
+    batcher = send.make(concurrency=4)
+    batcher.add(("slow", 1))
+    batcher.add(("slow", 2))
+    batcher.flush_now()
+    await settle()
+    for n in range(30):
+        batcher.add((f"g{n % 3}", n))
+        send.release((f"g{n % 3}", n))
+    await asyncio.sleep(0.05)
+    batcher.flush_now()
+    await settle()
+    for _ in range(40):
+        batcher.flush_now()
+        await settle()
+    fast = [item for item in send.accepted if item[0] != "slow"]
+    assert len(fast) == 30  # all flowed while slow's head was still out
+    assert ("slow", 2) not in [i for b in send.batches for i in b]
+    send.release(("slow", 1))
+    send.release(("slow", 2))
+    await asyncio.wait_for(batcher.drain(), 1)
+    assert [i for i in send.accepted if i[0] == "slow"] == [("slow", 1), ("slow", 2)]
+
+
+async def test_group_batcher_full_batch_goes_without_linger_partial_after() -> None:
+    send = GroupSend()
+    send.auto = True
+    batcher = send.make(linger=0.05)
+    for n in range(12):
+        batcher.add((f"g{n}", n))
+    await settle()
+    assert [len(b) for b in send.batches] == [10]  # ten groups: a full batch at once
+    await asyncio.sleep(0.1)
+    assert [len(b) for b in send.batches] == [10, 2]  # the rest after the linger
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=80), st.integers())
+def test_group_batcher_keeps_every_group_in_order(groups: list[int], seed: int) -> None:
+    rnd = random.Random(seed)
+
+    async def scenario() -> None:
+        send = GroupSend()
+        batcher = send.make(linger=0.001, concurrency=3)
+
+        async def release_randomly() -> None:
+            while len(send.accepted) < len(groups):
+                if send.in_flight:
+                    send.release(rnd.choice(sorted(send.in_flight)))
+                await asyncio.sleep(0)
+
+        releaser = asyncio.create_task(release_randomly())
+        for n, g in enumerate(groups):
+            batcher.add((f"g{g}", n))
+            if rnd.random() < 0.3:
+                await asyncio.sleep(0)
+        await asyncio.wait_for(batcher.drain(), 5)
+        await releaser
+        assert sorted(send.accepted) == sorted((f"g{g}", n) for n, g in enumerate(groups))
+        for g in set(groups):
+            seq = [n for grp, n in send.accepted if grp == f"g{g}"]
+            assert seq == sorted(seq)
+
+    asyncio.run(scenario())

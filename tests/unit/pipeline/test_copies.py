@@ -160,3 +160,25 @@ def test_make_copies_matches_make_copy_for_every_target() -> None:
         assert (copy.entry, copy.size) == (single.entry, single.size)
     assert copies[1].entry["MessageGroupId"] == CONVERSATION_ID
     assert "MessageDeduplicationId" not in copies[2].entry  # content-based
+
+
+def test_fifo_copy_keeps_the_source_group_when_the_rule_sets_none() -> None:
+    from fanout.pipeline.inflight import Received
+
+    message = Received.from_sqs(
+        {
+            "MessageId": "m-1",
+            "ReceiptHandle": "rh-1",
+            "Body": dumps(sample("conversation_user_end")),
+            "Attributes": {"MessageGroupId": "conv-7", "SequenceNumber": "1800"},
+        },
+        30,
+    )
+    assert (message.group_id, message.sequence_number) == ("conv-7", "1800")
+    no_expression = Target("ledger", "https://q/ledger.fifo", FifoSettings(None, "event_id"))
+    [copy] = make_copies(message, [no_expression], message.body, "evt-1")
+    assert copy.entry["MessageGroupId"] == "conv-7"
+    # A standard source has no group: the target's name, one sequence.
+    message.group_id = None
+    [copy] = make_copies(message, [no_expression], message.body, "evt-1")
+    assert copy.entry["MessageGroupId"] == "ledger"

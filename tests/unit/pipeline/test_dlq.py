@@ -92,6 +92,13 @@ def test_build_record_for_an_invalid_body() -> None:
             ["critical", "standard"],
             id="two-codes",
         ),
+        pytest.param(
+            {"standard": Failure("TargetBacklog", "250 copies already waiting", False)},
+            "target_backlog",
+            "TargetBacklog",
+            ["standard"],
+            id="backlog",
+        ),
     ],
 )
 def test_delivery_failure_record_names_only_failed_targets(
@@ -139,7 +146,8 @@ class DlqHarness:
             self.stats,
         )
 
-    def make_sender(self, target: Target, on_settled: Any) -> Any:
+    def make_sender(self, target: Target, on_settled: Any, *, dlq: bool = False) -> Any:
+        assert dlq  # the DLQ sender: no backlog limit, no per-group order
         self.senders.append(FakeSender(target, on_settled))
         return self.senders[-1]
 
