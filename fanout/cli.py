@@ -137,7 +137,14 @@ async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
             # One span over the start-up GetQueueAttributes calls (their HTTP spans nest in it).
             with telemetry.tracer.start_as_current_span("check queues"):
                 limits = await check_queues(sdk, settings, rules)
-            service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
+            service = Service(
+                settings,
+                rules,
+                client,
+                queue_limits=limits,
+                telemetry=telemetry,
+                checks_client=sdk,
+            )
             install_signal_handlers(service.stop, service.reloader.request)
             if settings.process_index is None:
                 return await service.run(exit_when_idle=exit_when_idle)

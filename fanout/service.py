@@ -71,6 +71,9 @@ class Service:
         queue_limits: MaximumMessageSize per queue URL, from ``check_queues``.
         telemetry: tracer, meter and instruments (off by default).
         load_rules: how a reload reads the rules (default: ``load_rules(settings.rules)``).
+        checks_client: the SDK client a reload checks new target queues with
+            (GetQueueAttributes; the lean data-plane client has only the four hot calls);
+            ``client`` by default.
     """
 
     def __init__(
@@ -84,12 +87,14 @@ class Service:
         queue_limits: Mapping[str, int] | None = None,
         telemetry: Telemetry | None = None,
         load_rules: Callable[[], RuleSet] | None = None,
+        checks_client: SQSClient | None = None,
     ) -> None:
         assert settings.source_queue_url is not None
         self.settings = settings
         telemetry = telemetry or Telemetry.off()
         self.telemetry = telemetry
         self._client = client
+        self._checks_client = checks_client or client
         self.stats = stats or Stats()
         self.inflight = InFlight(
             settings.max_in_flight,
@@ -239,7 +244,9 @@ class Service:
         """Check the new rules' new target queues, give each new target a sender, then swap
         (between two events). Raises StartupError, changing nothing, when a queue is missing,
         denied or unreachable. Senders of removed targets stay until drained."""
-        limits = await check_new_targets(self._client, self.settings, rules, self._queue_limits)
+        limits = await check_new_targets(
+            self._checks_client, self.settings, rules, self._queue_limits
+        )
         self._queue_limits.update(limits)
         routing = self.routing
         new = {t: self._senders(t, self.settler.copy_settled) for t in routing.needs_sender(rules)}

@@ -254,6 +254,7 @@ async def run_local(
             load_rules=lambda: load_rules_unresolved(settings.rules).with_queue_urls(
                 local.target_urls
             ),
+            checks_client=local.client,
         )
         install_signal_handlers(service.stop, service.reloader.request)
         display = (

@@ -303,7 +303,7 @@ async def run_service(
         limits = await check_queues(sdk, settings, fleet.rules)
         if started is not None:
             started()
-        service = Service(settings, fleet.rules, sqs, queue_limits=limits)
+        service = Service(settings, fleet.rules, sqs, queue_limits=limits, checks_client=sdk)
         runner = asyncio.create_task(service.run())
         try:
             async with asyncio.timeout(timeout):

@@ -179,7 +179,9 @@ class Harness:
         cm = create_clients(settings)
         sdk, client = await cm.__aenter__()
         limits = await check_queues(sdk, settings, rules)
-        service = Service(settings, rules, client, queue_limits=limits, **service_options)
+        service = Service(
+            settings, rules, client, queue_limits=limits, checks_client=sdk, **service_options
+        )
         return service, cm, client
 
     async def run_until_idle(
