@@ -38,7 +38,7 @@ class Capture:
         self.deleted: list[Received] = []
         self.abandoned: list[Received] = []
 
-    def sender(self, target: Any, on_settled: Any) -> Any:
+    def sender(self, target: Any, on_settled: Any, *, dlq: bool = False) -> Any:
         capture = self
 
         class Sender:
