@@ -203,6 +203,17 @@ class Service:
             s.max_in_flight,
             s.max_in_flight_bytes / 2**20,
         )
+        log.debug(
+            "tuning: %s data-plane client, linger %.0f ms, delete linger %.0f ms, wait %d s, "
+            "visibility %d s, retry budget %d attempts / %.0f s",
+            s.sqs_client,
+            s.linger_ms,
+            s.delete_linger_ms,
+            s.wait_time_seconds,
+            s.visibility_timeout_seconds,
+            s.retry_max_attempts,
+            s.retry_max_seconds,
+        )
         self.stats.started_at = time.monotonic()
         self.inflight.last_message_at = time.monotonic()
         if self.health is not None:
