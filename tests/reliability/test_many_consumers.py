@@ -112,17 +112,21 @@ def healthz_pids(port: int) -> dict[int, int]:
     return {int(i): int(p) for i, p in re.findall(r"child (\d+): pid (\d+) running", text)}
 
 
-async def wait_for_children(port: int, count: int, timeout: float = 60) -> dict[int, int]:
+async def wait_for_children(
+    port: int, count: int, timeout: float = 60, gone: frozenset[int] = frozenset()
+) -> dict[int, int]:
+    """Pids of the supervisor's running children, once ``count`` run and none is in ``gone``
+    (a killed child reads "running" until the supervisor has reaped it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             pids = await asyncio.to_thread(healthz_pids, port)
         except OSError:
             pids = {}
-        if len(pids) == count:
+        if len(pids) == count and not gone & set(pids.values()):
             return pids
         await asyncio.sleep(0.5)
-    raise AssertionError(f"supervisor on :{port} did not report {count} running children")
+    raise AssertionError(f"supervisor on :{port} did not report {count} new running children")
 
 
 async def test_three_processes_one_queue_kills_and_restarts(fleet: Fleet, tmp_path: Path) -> None:
@@ -148,7 +152,7 @@ async def test_three_processes_one_queue_kills_and_restarts(fleet: Fleet, tmp_pa
         await asyncio.sleep(5)
         os.kill(children[1], signal.SIGKILL)
         notes.append(f"C's child 1 (pid {children[1]}) killed (SIGKILL)")
-        restarted = await wait_for_children(port, 2, timeout=60)
+        restarted = await wait_for_children(port, 2, timeout=60, gone=frozenset({children[1]}))
         assert restarted[1] != children[1]
         notes.append(f"C's supervisor restarted it: pid {restarted[1]}")
 
