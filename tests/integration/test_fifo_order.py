@@ -127,7 +127,10 @@ async def test_fifo_targets_keep_every_group_in_order_under_faults(
             assert report.wrong_group == 0
         assert report.lost == []
         assert report.duplicates == 0
-    assert schedule.hits >= 20 and len(schedule.injected) >= 5  # really faulted
+    # Really faulted, whatever the batching: the 180 FIFO copies need at least 18 calls, and
+    # seed 14 at rate 0.3 faults 6 of any schedule's first 18 eligible calls, of 4 kinds.
+    assert schedule.seen >= 18
+    assert schedule.hits >= 6 and len(schedule.injected) >= 4
     assert stats.retries  # and fanout really retried
     assert not any(key.startswith("fifo_gap") for key in stats.errors)
 
