@@ -16,7 +16,7 @@ import orjson
 from fanout import __version__
 from fanout.aws.checks import check_queues
 from fanout.aws.client import create_clients
-from fanout.config import Settings, load_settings
+from fanout.config import EventLoopKind, Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.observability.stats import Stats, render_summary
 from fanout.observability.telemetry import Telemetry, setup_telemetry
@@ -158,15 +158,23 @@ async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
         telemetry.shutdown()  # flush the last spans and metrics
 
 
-def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop when it is installed (``pip install 'fanout[fast]'``: less CPU per event
-    in bench/), else on asyncio's own loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
+def run_async(main: Coroutine[Any, Any, T], loop: EventLoopKind = "auto") -> T:
+    """Run on uvloop when it is installed (``pip install 'fanout[fast]'``: less CPU per event,
+    see README "Performance") unless ``loop`` (FANOUT_EVENT_LOOP) says asyncio."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                main.close()
+                raise ConfigError(
+                    "FANOUT_EVENT_LOOP=uvloop but uvloop is not installed: "
+                    "pip install 'fanout[fast]', or set FANOUT_EVENT_LOOP=auto"
+                ) from None
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+    return asyncio.run(main)
 
 
 def resolve_processes(settings: Settings) -> int:
@@ -196,7 +204,8 @@ def supervise_command(settings: Settings, processes: int, args: argparse.Namespa
     elif not settings.source_queue_url:
         raise ConfigError(NO_SOURCE)
     code, summary = run_async(
-        supervise(settings, processes, exit_when_idle=args.exit_when_idle, local=local)
+        supervise(settings, processes, exit_when_idle=args.exit_when_idle, local=local),
+        settings.event_loop,
     )
     if code == 0:
         write_summary(summary, args.summary_json)
@@ -238,12 +247,13 @@ def run_command(args: argparse.Namespace) -> int:
             stats = run_async(
                 run_local(
                     settings, options, exit_when_idle=args.exit_when_idle, telemetry=telemetry
-                )
+                ),
+                settings.event_loop,
             )
         else:
             if not settings.source_queue_url:
                 raise ConfigError(NO_SOURCE)
-            stats = run_async(serve(settings, args.exit_when_idle))
+            stats = run_async(serve(settings, args.exit_when_idle), settings.event_loop)
     except ConfigError as exc:
         print(f"fanout: error: {exc}", file=sys.stderr)
         return exc.exit_code

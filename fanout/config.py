@@ -17,6 +17,7 @@ from fanout.errors import ConfigError
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["text", "json"]
 SqsClientKind = Literal["lean", "sdk"]
+EventLoopKind = Literal["auto", "uvloop", "asyncio"]
 
 
 class Settings(BaseSettings):
@@ -125,6 +126,11 @@ class Settings(BaseSettings):
         description="Data-plane SQS client: lean (aiohttp + SigV4, a quarter of the SDK's CPU "
         "per call, per-queue regional endpoints, MD5OfBody checked) or sdk (aiobotocore).",
     )
+    event_loop: EventLoopKind = Field(
+        default="auto",
+        description="auto: uvloop when installed (pip install 'fanout[fast]', the image has "
+        "it), else asyncio's own loop; uvloop (an error if it is missing) or asyncio.",
+    )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: LogFormat = Field(
         default="text", description="text, or json: one JSON object per line."
@@ -175,7 +181,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", "sqs_client", mode="before")
+    @field_validator("log_format", "sqs_client", "event_loop", mode="before")
     @classmethod
     def _lower_format(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

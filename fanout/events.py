@@ -177,7 +177,7 @@ def parse_event(body: str) -> Event:
         raise InvalidEvent(
             DlqReason.INVALID_ENVELOPE, f"body is a JSON {json_type(data)}, not an object"
         )
-    _reject_duplicate_keys(body)
+    _reject_duplicate_keys(body, data)
     if "detail" not in data:
         raise InvalidEvent(DlqReason.INVALID_ENVELOPE, "detail: field required")
     if not isinstance(data["detail"], dict):
@@ -218,11 +218,19 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
-def _reject_duplicate_keys(body: str) -> None:
+def _reject_duplicate_keys(body: str, data: dict[str, Any]) -> None:
     """A key twice in one object is invalid (I-JSON, RFC 7493): orjson keeps the last value,
     other parsers the first or fail, so the copy a consumer reads could say something else
-    than what the rules matched. EventBridge never sends one. orjson has no hook for this, so
-    the stdlib's C scanner reads the body once more (~10 us for a 1 KB event)."""
+    than what the rules matched. EventBridge never sends one.
+
+    Fast path: a compact body (as EventBridge writes it) that orjson re-serializes byte for
+    byte lost no key, so it repeated none (0.7 us for a 1 KB event). Any other body: orjson
+    has no hook for duplicates, so the stdlib's C scanner reads it once more (7.5 us)."""
+    try:
+        if orjson.dumps(data) == body.encode():
+            return
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254): the scan decides
+        pass
     try:
         _PAIRS_DECODER.decode(body)
     except _DuplicateKey as exc:

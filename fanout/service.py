@@ -204,9 +204,10 @@ class Service:
             s.max_in_flight_bytes / 2**20,
         )
         log.debug(
-            "tuning: %s data-plane client, linger %.0f ms, delete linger %.0f ms, wait %d s, "
-            "visibility %d s, retry budget %d attempts / %.0f s",
+            "tuning: %s data-plane client on %s, linger %.0f ms, delete linger %.0f ms, "
+            "wait %d s, visibility %d s, retry budget %d attempts / %.0f s",
             s.sqs_client,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],  # uvloop or asyncio
             s.linger_ms,
             s.delete_linger_ms,
             s.wait_time_seconds,

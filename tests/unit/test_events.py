@@ -229,3 +229,22 @@ def test_invalid_envelope_has_no_event_id() -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse_event(dumps(data))
     assert (caught.value.reason, caught.value.event_id) == ("invalid_envelope", None)
+
+
+@pytest.mark.parametrize("spaced", [False, True], ids=["compact", "spaced"])
+def test_duplicate_keys_are_rejected_compact_or_not(spaced: bool) -> None:
+    """Compact bodies take the re-serialization fast path, others the stdlib scan: both find
+    a repeated key, at the top level and nested."""
+    compact = dumps(sample("conversation_user_end"))
+    nested = compact.replace('"eventBody":{', '"eventBody":{"x":1,"x":2,', 1)
+    top = compact.replace('"id":', '"source":"s","id":', 1)
+    assert nested != compact and top != compact
+    for body, key in ((nested, "x"), (top, "source")):
+        if spaced:
+            body = body.replace(",", ", ")
+        with pytest.raises(InvalidEvent) as caught:
+            parse_event(body)
+        assert caught.value.reason == "invalid_json"
+        assert f"duplicate key {key!r}" in str(caught.value)
+    # And the same bodies without the repeat pass both ways.
+    assert parse_event(compact.replace(",", ", ") if spaced else compact).body
