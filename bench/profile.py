@@ -22,6 +22,9 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("/jmespath/", "match"),
     ("/fanout/jmes", "match"),
     ("/fanout/pattern", "match"),
+    ("/fanout/aws/lean.py", "send/SDK"),  # the lean client is fanout's SDK for the hot calls
+    ("/fanout/aws/sigv4.py", "send/SDK"),
+    ("/fanout/aws/credentials.py", "send/SDK"),
     ("/botocore/", "send/SDK"),
     ("/aiobotocore/", "send/SDK"),
     ("/aioboto3/", "send/SDK"),

@@ -165,8 +165,9 @@ def render(results: dict[str, Any], console: Console) -> None:
     if results.get("profile"):
         p = results["profile"]
         console.print(
-            "fanout CPU per event by stage (stub, cProfile shares applied to the unprofiled "
-            "run): " + ", ".join(f"{k} {v:.0f} µs" for k, v in p["us_per_event"].items())
+            "fanout CPU per event by stage (stub, asyncio loop, cProfile shares applied to "
+            "its unprofiled run): "
+            + ", ".join(f"{k} {v:.0f} µs" for k, v in p["us_per_event"].items())
         )
     if results.get("open"):
         console.print(open_table("Open loop (latency), LocalStack", results["open"]))
