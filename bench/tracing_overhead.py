@@ -279,7 +279,9 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(orjson.dumps(asyncio.run(child(orjson.loads(args.child)))).decode())
+        from fanout.cli import run_async  # the loop fanout runs on (FANOUT_EVENT_LOOP)
+
+        print(orjson.dumps(run_async(child(orjson.loads(args.child)))).decode())
         return
 
     if args.profile:

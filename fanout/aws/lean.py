@@ -17,7 +17,8 @@ HTTP status) and the exception classes for connection failures and timeouts, so
 
 What it adds: each queue is called at the endpoint of its own region (taken from its URL) and
 signed for that region, so targets in other regions work; and ``MD5OfBody`` of every received
-message is verified (as the Java and Go SDKs do): a mismatch raises ``MessageIntegrityError``,
+message is verified, and ``MD5OfMessageAttributes`` when it has attributes (as the Java and Go
+SDKs do): a mismatch raises ``MessageIntegrityError``,
 a retryable receive failure, and the messages come back after their visibility timeout.
 """
 
@@ -289,8 +290,8 @@ class LeanSQSClient:
         return self._timestamp
 
     def _verify(self, message: dict[str, Any]) -> None:
-        """MD5OfBody must match the body; binary attribute values become bytes (as in
-        botocore's parsed response)."""
+        """MD5OfBody must match the body and MD5OfMessageAttributes the attributes; binary
+        attribute values become bytes (as in botocore's parsed response)."""
         expected = message.get("MD5OfBody")
         body = message.get("Body")
         if expected is not None and body is not None:
@@ -306,6 +307,33 @@ class LeanSQSClient:
                 binary = value.get("BinaryValue")
                 if isinstance(binary, str):
                     value["BinaryValue"] = base64.b64decode(binary)
+            expected = message.get("MD5OfMessageAttributes")
+            if expected is not None:
+                actual = attributes_md5(attributes)
+                if actual != expected:
+                    raise MessageIntegrityError(
+                        f"message {message.get('MessageId')}: MD5 of the received message "
+                        f"attributes {actual} != MD5OfMessageAttributes {expected}"
+                    )
+
+
+def _framed(value: bytes) -> bytes:
+    return len(value).to_bytes(4, "big") + value
+
+
+def attributes_md5(attributes: Mapping[str, Mapping[str, Any]]) -> str:
+    """MD5OfMessageAttributes as SQS computes it: attributes sorted by name; for each, its
+    name, data type and value as 4-byte big-endian length + bytes (UTF-8 for text), with a
+    transport byte before the value (1: String/Number, 2: Binary)."""
+    parts: list[bytes] = []
+    for name in sorted(attributes):
+        value = attributes[name]
+        parts += (_framed(name.encode()), _framed(str(value["DataType"]).encode()))
+        if value.get("StringValue") is not None:
+            parts += (b"\x01", _framed(str(value["StringValue"]).encode()))
+        elif value.get("BinaryValue") is not None:
+            parts += (b"\x02", _framed(bytes(value["BinaryValue"])))
+    return hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()
 
 
 def _error(status: int, raw: bytes, headers: Any, metadata: dict[str, Any]) -> dict[str, Any]:

@@ -319,9 +319,11 @@ async def test_invalid_receive_parameter(moto_endpoint: str, sqs: Any) -> None:
 
 
 @dataclass
-class CorruptBody(FaultRule):
-    """Flip the first received message's body on the wire, keeping its MD5OfBody."""
+class Corrupt(FaultRule):
+    """Change the first received message's body, or one of its attribute values, on the
+    wire, keeping its MD5OfBody and MD5OfMessageAttributes."""
 
+    part: str = "Body"  # or "MessageAttributes"
     operation: str | None = "ReceiveMessage"
     queue: str | None = None
     times: int | None = 1
@@ -331,7 +333,12 @@ class CorruptBody(FaultRule):
         reply = await call_next(req)
         payload = reply.parsed()
         if payload and payload.get("Messages"):
-            payload["Messages"][0]["Body"] += " (corrupted)"
+            message = payload["Messages"][0]
+            if self.part == "Body":
+                message["Body"] += " (corrupted)"
+            else:
+                value = next(iter(message["MessageAttributes"].values()))
+                value["StringValue"] += " (corrupted)"
             reply.body = orjson.dumps(payload)
         return reply
 
@@ -423,12 +430,16 @@ async def test_fault_outcomes_are_classified_as_today(moto_endpoint: str, sqs: A
                 assert codes == {fault.code}  # type: ignore[attr-defined]
 
 
-async def test_md5_mismatch_is_a_retryable_receive_error(moto_endpoint: str, sqs: Any) -> None:
+@pytest.mark.parametrize("part", ["Body", "MessageAttributes"])
+async def test_md5_mismatch_is_a_retryable_receive_error(
+    moto_endpoint: str, sqs: Any, part: str
+) -> None:
     url = await new_queue(sqs)
-    await sqs.send_message(QueueUrl=url, MessageBody="intact")
+    attributes = {"s": {"DataType": "String", "StringValue": "intact"}}
+    await sqs.send_message(QueueUrl=url, MessageBody="intact", MessageAttributes=attributes)
     async with FaultProxy(moto_endpoint) as proxy, data_plane("lean", proxy.url) as client:
-        rule = proxy.add(CorruptBody())
-        with pytest.raises(MessageIntegrityError) as info:
+        rule = proxy.add(Corrupt(part))
+        with pytest.raises(MessageIntegrityError, match=f"MD5Of{part}") as info:
             await client.receive_message(QueueUrl=url, **{**RECEIVE, "VisibilityTimeout": 1})
         assert rule.hits == 1
         failure = classify_exception(info.value)
@@ -436,7 +447,7 @@ async def test_md5_mismatch_is_a_retryable_receive_error(moto_endpoint: str, sqs
         # Not processed, not lost: it comes back intact after its visibility timeout.
         await asyncio.sleep(1.2)
         again = await receive_all(client, url, 1)
-        assert [m["Body"] for m in again] == ["intact"]
+        assert [(m["Body"], m["MessageAttributes"]) for m in again] == [("intact", attributes)]
 
 
 # --- golden: what goes on the wire ---------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import hashlib
 
 import pytest
@@ -9,7 +11,7 @@ from aiobotocore.session import AioSession
 from botocore.regions import EndpointResolver
 
 from fanout.aws.credentials import CredentialSource
-from fanout.aws.lean import EndpointTable, LeanSQSClient, _error
+from fanout.aws.lean import EndpointTable, LeanSQSClient, _error, attributes_md5
 from fanout.aws.retry import MessageIntegrityError, classify_exception
 
 
@@ -116,3 +118,41 @@ def test_binary_attributes_become_bytes() -> None:
     message = {"MessageAttributes": {"b": {"DataType": "Binary", "BinaryValue": "AP8="}}}
     client._verify(message)
     assert message["MessageAttributes"]["b"]["BinaryValue"] == b"\x00\xff"
+
+
+ATTRIBUTES = {
+    "traceparent": {"DataType": "String", "StringValue": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+    "n": {"DataType": "Number", "StringValue": "42"},
+    "blob": {"DataType": "Binary", "BinaryValue": b"\x00\xff\x10"},
+    "custom": {"DataType": "String.json", "StringValue": '{"é": "📞"}'},
+}
+
+
+def test_attributes_md5_equals_the_server_side_one() -> None:
+    """The reference: moto's SQS computes MD5OfMessageAttributes as SQS documents it."""
+    from moto.sqs.models import Message
+
+    message = Message("id", "body")
+    message.message_attributes = ATTRIBUTES
+    reference = message.attribute_md5
+    assert attributes_md5(ATTRIBUTES) == reference
+    shuffled = dict(reversed(list(ATTRIBUTES.items())))  # order-independent (sorted by name)
+    assert attributes_md5(shuffled) == reference
+
+
+def test_attributes_md5_mismatch_raises_retryable() -> None:
+    client = LeanSQSClient(
+        CredentialSource(None), EndpointTable(endpoint_url=None, default_region="x")
+    )
+    wire = {  # as the JSON protocol carries it: binary as base64
+        **ATTRIBUTES,
+        "blob": {"DataType": "Binary", "BinaryValue": base64.b64encode(b"\x00\xff\x10").decode()},
+    }
+    good = {"MessageId": "1", "MessageAttributes": wire, "MD5OfMessageAttributes": ""}
+    good["MD5OfMessageAttributes"] = attributes_md5(ATTRIBUTES)
+    client._verify(copy.deepcopy(good))
+    bad = copy.deepcopy(good)
+    bad["MessageAttributes"]["n"]["StringValue"] = "43"
+    with pytest.raises(MessageIntegrityError, match="MD5OfMessageAttributes") as info:
+        client._verify(bad)
+    assert classify_exception(info.value).retryable
