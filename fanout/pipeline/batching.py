@@ -91,7 +91,58 @@ def pack(items: Iterable[tuple[T, int]], limits: BatchLimits = BatchLimits()) ->
     return batches
 
 
-class Batcher(Generic[T]):
+class _Sends(Generic[T]):
+    """What both batchers share: a queue's send tasks in flight, the linger timer, and the
+    guard that reports a batch whose ``send`` raised (so no entry is left unreported)."""
+
+    def __init__(
+        self,
+        name: str,
+        send: Callable[[list[T]], Awaitable[None]],
+        on_send_error: Callable[[list[T], BaseException], None],
+        *,
+        size_of: Callable[[T], int],
+        linger: float,
+    ) -> None:
+        self.name = name
+        self._send = send
+        self._on_send_error = on_send_error
+        self._size_of = size_of
+        self._linger = linger
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def abort(self) -> None:
+        """Cancel in-progress sends (shutdown past its deadline)."""
+        self._cancel_timer()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _launch(self, batch: list[T]) -> None:
+        task = asyncio.create_task(self._run(batch), name=f"send {self.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[T]) -> None:
+        await self._send_reporting(batch)
+
+    async def _send_reporting(self, batch: list[T]) -> None:
+        try:
+            await self._send(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("batch send to %s failed unexpectedly", self.name)
+            self._on_send_error(batch, exc)
+
+
+class Batcher(_Sends[T]):
     """Async micro-batcher: ``add`` never blocks; full or lingering batches are sent by tasks.
 
     Owns the buffer of one queue's pending entries, its linger timer, and the send tasks in
@@ -119,14 +170,8 @@ class Batcher(Generic[T]):
         concurrency: int = 8,
         limits: BatchLimits = BatchLimits(),
     ) -> None:
-        self.name = name
-        self._send = send
-        self._on_send_error = on_send_error
-        self._size_of = size_of
-        self._linger = linger
+        super().__init__(name, send, on_send_error, size_of=size_of, linger=linger)
         self._buffer: BatchBuffer[T] = BatchBuffer(limits)
-        self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
 
     @property
@@ -154,40 +199,17 @@ class Batcher(Generic[T]):
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def abort(self) -> None:
-        """Cancel in-progress sends (shutdown past its deadline)."""
-        self._cancel_timer()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     def _flush_due(self) -> None:
         self._timer = None
         if len(self._buffer):
             self._launch(self._buffer.take())
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _launch(self, batch: list[T]) -> None:
-        task = asyncio.create_task(self._run(batch), name=f"send {self.name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _run(self, batch: list[T]) -> None:
         async with self._slots:
-            try:
-                await self._send(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("batch send to %s failed unexpectedly", self.name)
-                self._on_send_error(batch, exc)
+            await self._send_reporting(batch)
 
 
-class GroupBatcher(Generic[T]):
+class GroupBatcher(_Sends[T]):
     """Per-group sequencing for FIFO queues: order within each group, whatever fails.
 
     SQS FIFO keeps the order of accepted messages per MessageGroupId, and within one
@@ -225,12 +247,8 @@ class GroupBatcher(Generic[T]):
         concurrency: int = 8,
         limits: BatchLimits = BatchLimits(),
     ) -> None:
-        self.name = name
-        self._send = send
-        self._on_send_error = on_send_error
-        self._size_of = size_of
+        super().__init__(name, send, on_send_error, size_of=size_of, linger=linger)
         self._group_of = group_of
-        self._linger = linger
         self._concurrency = concurrency
         self._limits = limits
         # Unsettled entries per group, oldest first; the head is in flight when the group is
@@ -238,10 +256,8 @@ class GroupBatcher(Generic[T]):
         self._groups: dict[str, deque[T]] = {}
         self._ready: dict[str, None] = {}  # groups whose head may go now, oldest first
         self._due: float | None = None  # when the oldest ready head's linger runs out
-        self._timer: asyncio.TimerHandle | None = None
         self._pump_soon = False
         self._running = 0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def busy(self) -> bool:
@@ -295,12 +311,6 @@ class GroupBatcher(Generic[T]):
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def abort(self) -> None:
-        self._cancel_timer()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     # --- internals -------------------------------------------------------------------------
 
     def _make_ready(self, group: str, due: float) -> None:
@@ -348,25 +358,13 @@ class GroupBatcher(Generic[T]):
         self._timer = None
         self._pump()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _launch(self, batch: list[T]) -> None:
         self._running += 1
-        task = asyncio.create_task(self._run(batch), name=f"send {self.name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        super()._launch(batch)
 
     async def _run(self, batch: list[T]) -> None:
         try:
-            await self._send(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("batch send to %s failed unexpectedly", self.name)
-            self._on_send_error(batch, exc)
+            await self._send_reporting(batch)
         finally:
             self._running -= 1
             if self._ready:  # a slot is free: waiting heads go (their linger has run)
