@@ -11,6 +11,12 @@ holds ``message_bytes`` (the source queue's MaximumMessageSize, the most one mes
 until its message arrives and is counted at its real size: in-flight bytes plus reservations
 never exceed the budget. One exception keeps a too-small budget from deadlocking: when nothing
 at all is in flight, one message may be received whatever its size.
+
+Receives are whole (up to 10 messages) whenever the limits allow one: while something in flight
+will free room, a poller waits for room for a full receive rather than asking for the 2 or 3
+messages that fit now. Each partial receive is one more ReceiveMessage call for fewer messages:
+with a 1 MiB MaximumMessageSize, 32 MiB of budget holds three whole receives' reservations,
+and four pollers asking for what fits made 30% more receive calls than needed (bench stub).
 """
 
 from __future__ import annotations
@@ -139,15 +145,23 @@ class InFlight:
         return self._grantable(1) == 0
 
     def _grantable(self, most: int) -> int:
-        slots = min(most, self.free)
-        if slots <= 0 or self.max_bytes is None:
-            return max(slots, 0)
-        room = self.max_bytes - self.bytes - self._reserved * self.message_bytes
-        by_bytes = room // self.message_bytes if self.message_bytes > 0 else slots
-        if by_bytes <= 0:
-            # A budget smaller than one message must not deadlock: alone, one may come in.
-            return 1 if not self._messages and not self._reserved else 0
-        return min(slots, by_bytes)
+        granted = min(most, self.free)
+        if granted > 0 and self.max_bytes is not None:
+            room = self.max_bytes - self.bytes - self._reserved * self.message_bytes
+            by_bytes = room // self.message_bytes if self.message_bytes > 0 else granted
+            if by_bytes <= 0:
+                # A budget smaller than one message must not deadlock: alone, one may come in.
+                return 1 if not self._messages and not self._reserved else 0
+            granted = min(granted, by_bytes)
+        if granted < most and (self._messages or self._reserved) and self._fits(most):
+            return 0  # what is in flight will free room for a whole receive: wait for it
+        return max(granted, 0)
+
+    def _fits(self, count: int) -> bool:
+        """Whether the limits can ever hold ``count`` more messages at once."""
+        if count > self.max_in_flight:
+            return False
+        return self.max_bytes is None or count * self.message_bytes <= self.max_bytes
 
     async def reserve(self, most: int) -> int:
         """Wait until there is room, then reserve up to ``most`` slots; returns how many."""
@@ -167,9 +181,10 @@ class InFlight:
         self.last_message_at = time.monotonic()
 
     def unreserve(self, count: int) -> None:
-        if count:
-            self._reserved -= count
-            self._room.set()
+        """A receive is over: ``count`` reserved slots went unused. Always wakes the waiting
+        pollers: the messages it did return now count at their real size, not the largest."""
+        self._reserved -= count
+        self._room.set()
 
     def remove(self, message: Received) -> None:
         """The message is settled (deleted, released or abandoned): free its slot."""

@@ -82,7 +82,27 @@ async def test_message_limit_still_applies() -> None:
     waiting = asyncio.create_task(inflight.reserve(10))
     await not_yet(waiting)
     inflight.unreserve(4)
-    assert await asyncio.wait_for(waiting, 1) == 4
+    await not_yet(waiting)  # 4 would fit, but the other 6 will free room for a whole receive
+    inflight.unreserve(6)
+    assert await asyncio.wait_for(waiting, 1) == 10
+
+
+async def test_receives_wait_for_room_for_a_whole_batch() -> None:
+    """1 MiB messages, 32 MiB budget: three whole receives are reserved; a fourth poller
+    waits instead of asking for the 2 that fit (a call for 2 messages instead of 10)."""
+    inflight = InFlight(1000, 32 * 1024 * KIB, message_bytes=1024 * KIB)
+    for _ in range(3):
+        assert await inflight.reserve(10) == 10
+    fourth = asyncio.create_task(inflight.reserve(10))
+    await not_yet(fourth)
+    for i in range(10):  # one receive returns 10 small messages: their reservations shrink
+        inflight.admit(message(i, 1 * KIB))
+    inflight.unreserve(0)  # as the poller does after every receive
+    assert not inflight.held
+    assert await asyncio.wait_for(fourth, 1) == 10
+    # Limits too small for a whole receive still grant part of one.
+    assert await InFlight(4, None).reserve(10) == 4
+    assert await InFlight(100, 35 * KIB, message_bytes=10 * KIB).reserve(10) == 3
 
 
 async def test_random_schedule_never_exceeds_the_budget() -> None:
@@ -95,7 +115,12 @@ async def test_random_schedule_never_exceeds_the_budget() -> None:
         if held and (rng.random() < 0.5 or inflight.held):
             inflight.remove(held.pop(rng.randrange(len(held))))
             continue
-        granted = await asyncio.wait_for(inflight.reserve(rng.randint(1, 10)), 1)
+        try:
+            granted = await asyncio.wait_for(inflight.reserve(rng.randint(1, 10)), 0.01)
+        except TimeoutError:
+            assert held  # only messages in flight may hold a receive back: no deadlock
+            inflight.remove(held.pop(rng.randrange(len(held))))
+            continue
         arrived = rng.randint(0, granted)
         for _ in range(arrived):
             n += 1
