@@ -22,19 +22,11 @@ from fanout.errors import ConfigError
 from fanout.observability.health import not_ready_reason
 from fanout.observability.telemetry import setup_telemetry
 from fanout.pipeline.inflight import InFlight, Received
-from tests.support.harness import Harness, conversation, dumps, run_fanout_cli, simplified
+from tests.support.harness import PII, Harness, dumps, pii_event, run_fanout_cli, simplified
 from tests.support.otlp_receiver import OtlpReceiver, SpanView
 
 pytestmark = pytest.mark.integration
 
-PII = {
-    "ani": "tel:+4915112345678",
-    "dnis": "tel:+4930998877665",
-    "addressFrom": "sip:alice.pii@example.org",
-    "addressTo": "tel:+4940111222333",
-    "customerName": "Zed Quuxington",
-    "customerEmail": "zed.quuxington@example.org",
-}
 OPERATIONS = ("receive ", "process ", "send ", "settle ")
 
 
@@ -75,10 +67,6 @@ async def run_fanout(
 
 def by_prefix(spans: list[SpanView], prefix: str) -> list[SpanView]:
     return [s for s in spans if s.name.startswith(prefix)]
-
-
-def pii_event(**body: Any) -> dict[str, Any]:
-    return conversation("user.end", mediaType="VOICE", **PII, **body)
 
 
 async def test_spans_metrics_and_logs_of_a_real_run(

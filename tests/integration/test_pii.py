@@ -5,34 +5,21 @@ addresses, names and emails; every byte it writes is grepped for them."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import orjson
 import pytest
 
 from fanout.aws.urls import queue_name
-from tests.support.harness import Harness, conversation, dumps, run_fanout_cli
+from tests.support.harness import PII, Harness, dumps, pii_event, run_fanout_cli
 
 pytestmark = pytest.mark.integration
 
-PII = {
-    "ani": "tel:+4915199887766",
-    "dnis": "tel:+4930112233445",
-    "addressFrom": "sip:piimarker.from@example.org",
-    "addressTo": "tel:+4940998877661",
-    "customerName": "Ottilie Piimarker",
-    "customerEmail": "ottilie.piimarker@example.org",
-}
 # Distinctive dummy credentials: the standard provider chain (env) hands them to the SDK.
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "AKIAPIITESTMARKER0042",
     "AWS_SECRET_ACCESS_KEY": "sEcReTpIiMaRkEr/0042+dOnOtPrInT",
     "AWS_SESSION_TOKEN": "tOkEnPiImArKeR0042",
 }
-
-
-def pii_event(**body: Any) -> dict[str, Any]:
-    return conversation("user.end", mediaType="VOICE", **PII, **body)
 
 
 async def test_no_pii_or_credentials_in_logs_spans_or_metrics(harness: Harness) -> None:

@@ -71,6 +71,23 @@ def conversation(step: str, *, event_id: str | None = None, **body: Any) -> dict
     }
 
 
+# Distinctive personal data (phone numbers, SIP addresses, a name, an e-mail) the PII tests
+# look for in every output: spans, metrics, logs, summaries.
+PII = {
+    "ani": "tel:+4915199887766",
+    "dnis": "tel:+4930112233445",
+    "addressFrom": "sip:piimarker.from@example.org",
+    "addressTo": "tel:+4940998877661",
+    "customerName": "Ottilie Piimarker",
+    "customerEmail": "ottilie.piimarker@example.org",
+}
+
+
+def pii_event(**body: Any) -> dict[str, Any]:
+    """A conversation event that carries every value of ``PII``."""
+    return conversation("user.end", mediaType="VOICE", **PII, **body)
+
+
 def dumps(event: dict[str, Any]) -> str:
     return orjson.dumps(event).decode()
 
