@@ -410,21 +410,7 @@ async def test_backpressure_bounds_in_flight(harness: Harness, moto_endpoint: st
     await h.send(urls["source"], [dumps(e) for e in events])
     async with FaultProxy(moto_endpoint) as proxy:
         proxy.add(Delay("SendMessageBatch", 0.2, times=None))
-        service, cm, _ = await h.start(urls["settings"], endpoint=proxy.url)
-        peak = 0
-
-        async def sample() -> None:
-            nonlocal peak
-            while True:
-                peak = max(peak, len(service.inflight))
-                await asyncio.sleep(0.005)
-
-        sampler = asyncio.create_task(sample())
-        try:
-            stats = await asyncio.wait_for(service.run(exit_when_idle=1.0), 60)
-        finally:
-            sampler.cancel()
-            await cm.__aexit__(None, None, None)
+        _, stats, peak = await h.run_sampling_in_flight(urls["settings"], endpoint=proxy.url)
     assert 1 <= peak <= 10
     assert stats.deleted >= 40  # at-least-once: a duplicate receive is deleted too
     assert sorted(ids_of(await h.drain(urls["critical"]))) == sorted(e["id"] for e in events)
@@ -640,23 +626,11 @@ async def test_in_flight_bytes_never_exceed_the_budget(
         await h.sqs.send_message(QueueUrl=urls["source"], MessageBody=dumps(event))
     async with FaultProxy(moto_endpoint) as proxy:
         proxy.add(Delay("SendMessageBatch", 0.3, times=None))
-        service, cm, _ = await h.start(urls["settings"], endpoint=proxy.url)
-        budget = service.inflight.max_bytes
-        largest = service.inflight.message_bytes  # the source queue's MaximumMessageSize
-        peak_messages = 0
-
-        async def sample() -> None:
-            nonlocal peak_messages
-            while True:
-                peak_messages = max(peak_messages, len(service.inflight))
-                await asyncio.sleep(0.005)
-
-        sampler = asyncio.create_task(sample())
-        try:
-            stats = await asyncio.wait_for(service.run(exit_when_idle=1.0), 60)
-        finally:
-            sampler.cancel()
-            await cm.__aexit__(None, None, None)
+        service, stats, peak_messages = await h.run_sampling_in_flight(
+            urls["settings"], endpoint=proxy.url
+        )
+    budget = service.inflight.max_bytes
+    largest = service.inflight.message_bytes  # the source queue's MaximumMessageSize
     assert budget == 700 * 1024
     assert service.inflight.peak_bytes <= budget
     assert service.inflight.peak_bytes >= min(budget - largest, 200_000)  # reached for

@@ -216,6 +216,27 @@ class Harness:
         finally:
             await cm.__aexit__(None, None, None)
 
+    async def run_sampling_in_flight(
+        self, settings: Settings, *, endpoint: str | None = None, idle: float = 1.0
+    ) -> tuple[Service, Stats, int]:
+        """``run_until_idle``, plus the most messages in flight at once (sampled every 5 ms)."""
+        service, cm, _ = await self.start(settings, endpoint=endpoint)
+        peak = 0
+
+        async def sample() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, len(service.inflight))
+                await asyncio.sleep(0.005)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            stats = await asyncio.wait_for(service.run(exit_when_idle=idle), 60)
+        finally:
+            sampler.cancel()
+            await cm.__aexit__(None, None, None)
+        return service, stats, peak
+
 
 def bodies_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [orjson.loads(m["Body"]) for m in messages]
