@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -280,8 +281,15 @@ class Suite:
         needed = sum(max(1, int(r * seconds)) for r in rates) + WARMUP_EVENTS
         prep = prepare(Workload(needed, self.args.seed + 1, None, self.args.rules), self.workdir)
         rows = []
-        # The naive consumer is the peer: same rates, same events, same run (after fanout).
-        for system in systems:
+        # The naive consumer is the peer: same rates, same events, same run; ``--repeat``
+        # rounds, the order of the systems alternating (neither always runs on a warmer
+        # LocalStack).
+        rounds = [
+            (repeat, system)
+            for repeat in range(self.args.repeat)
+            for system in (systems if repeat % 2 == 0 else tuple(reversed(systems)))
+        ]
+        for repeat, system in rounds:
             results, summary = await open_loop(
                 prep,
                 rates,
@@ -294,6 +302,7 @@ class Suite:
             )
             for r in results:
                 row = r.row()
+                row["repeat"] = repeat
                 if system == "fanout":
                     row["fanout_sqs_calls"] = summary.get("sqs_calls")
                 rows.append(row)
@@ -458,20 +467,25 @@ class Suite:
                         f"stub: on asyncio's own loop fanout takes {plain.cpu_us_per_event:.0f} µs "
                         f"CPU/event ({f.cpu_us_per_event / plain.cpu_us_per_event:.2f}x on uvloop)"
                     )
-        # Open loop: fanout's p50 and p99 no worse than naive's at every rate both sustain.
-        peers = {
-            (r.get("system", "fanout"), r.get("share_of_max")): r
-            for r in self.results.get("open", [])
-        }
-        for (system, share), r in sorted(peers.items(), key=lambda kv: kv[0][1] or 0):
-            n = peers.get(("naive", share))
-            if system != "fanout" or n is None:
+        # Open loop: fanout's p50 and p99 no worse than naive's at every rate both sustain
+        # (medians over the repeats).
+        runs: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+        for r in self.results.get("open", []):
+            runs.setdefault((r.get("system", "fanout"), r.get("share_of_max")), []).append(r)
+
+        def median_of(rows: list[dict[str, Any]], key: str) -> float:
+            return float(statistics.median(r[key] for r in rows))
+
+        for (system, share), mine in sorted(runs.items(), key=lambda kv: kv[0][1] or 0):
+            peer = runs.get(("naive", share))
+            if system != "fanout" or peer is None:
                 continue
-            ok = r["p50_ms"] <= n["p50_ms"] and r["p99_ms"] <= n["p99_ms"]
+            f50, f99 = median_of(mine, "p50_ms"), median_of(mine, "p99_ms")
+            n50, n99 = median_of(peer, "p50_ms"), median_of(peer, "p99_ms")
             lines.append(
-                f"open loop at {r['rate']:.0f}/s: fanout p50/p99 "
-                f"{r['p50_ms']:.0f}/{r['p99_ms']:.0f} ms vs naive "
-                f"{n['p50_ms']:.0f}/{n['p99_ms']:.0f} - {_verdict(ok)} the no-worse target"
+                f"open loop at {mine[0]['rate']:.0f}/s ({len(mine)} runs each): fanout p50/p99 "
+                f"{f50:.0f}/{f99:.0f} ms vs naive {n50:.0f}/{n99:.0f} - "
+                f"{_verdict(f50 <= n50 and f99 <= n99)} the no-worse target"
             )
         return lines
 
