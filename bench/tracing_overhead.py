@@ -148,6 +148,7 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
     from fanout.config import Settings
     from fanout.observability.telemetry import setup_telemetry
     from fanout.rules import load_rules_unresolved
+    from fanout.runtime.heap import settle_heap
     from fanout.service import Service
 
     telemetry = setup_telemetry()
@@ -165,6 +166,7 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
     async with create_clients(settings) as (sdk, client):  # data plane: FANOUT_SQS_CLIENT
         limits = await check_queues(sdk, settings, rules)
         service = Service(settings, rules, client, queue_limits=limits, telemetry=telemetry)
+        settle_heap()  # as `fanout run` does before its pipeline starts
         run = asyncio.create_task(service.run())
         # Steady state: one-time costs (lazy imports, first export, connection set-up) fall
         # in the warm-up share of the events, which is not measured.

@@ -24,6 +24,7 @@ from fanout.ops import cli as ops_cli
 from fanout.rules import cli as rules_cli
 from fanout.rules import load_rules
 from fanout.runtime.cpus import available_cpus
+from fanout.runtime.heap import settle_heap
 from fanout.runtime.supervisor import supervise, watch_parent
 from fanout.service import Service
 from fanout.signals import install_signal_handlers
@@ -146,6 +147,7 @@ async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
                 checks_client=sdk,
             )
             install_signal_handlers(service.stop, service.reloader.request)
+            settle_heap()  # start-up is over: GC settings for the long run (runtime/heap.py)
             if settings.process_index is None:
                 return await service.run(exit_when_idle=exit_when_idle)
             # A --processes child: it must not outlive its supervisor.
