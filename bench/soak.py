@@ -46,6 +46,7 @@ from fanout.testing.accounting import (
     Published,
     account,
     client,
+    depth,
     localstack_up,
     make_events,
     make_fleet,
@@ -109,7 +110,8 @@ async def soak_process(args: argparse.Namespace, fleet: Fleet, events: list[Publ
     backlog, steady = events[: args.backlog], events[args.backlog :]
     await publishing(args, fleet, backlog, rate=1e9)
     summary = Path(tempfile.mkdtemp()) / "summary.json"
-    env = fleet.env(args.endpoint, pollers=4, visibility_timeout_seconds=30, linger_ms=20)
+    budget = {"max_in_flight_bytes": args.budget_mib * MIB} if args.budget_mib else {}
+    env = fleet.env(args.endpoint, pollers=4, visibility_timeout_seconds=30, linger_ms=20, **budget)
     child = Child(
         [PY, "-m", "fanout", "run", "--summary-json", str(summary)],
         child_env({k: v for k, v in env.items() if k.startswith("FANOUT_")}),
@@ -118,12 +120,18 @@ async def soak_process(args: argparse.Namespace, fleet: Fleet, events: list[Publ
     publisher = asyncio.create_task(publishing(args, fleet, steady), name="publisher")
     series: list[dict[str, Any]] = []
     loads: list[float] = []
+    drained: float | None = None  # seconds until the source queue was first empty
     started = time.monotonic()
     try:
         for tick in itertools.count():
-            if publisher.done() or child.proc.poll() is not None:
+            if child.proc.poll() is not None:
                 break
             rss = child.sample_rss()
+            visible, hidden = await depth(fleet.sqs, fleet.source)
+            if drained is None and visible + hidden == 0:
+                drained = time.monotonic() - started  # the backlog is through
+            if publisher.done() and drained is not None:
+                break
             if tick % max(1, int(args.sample)) == 0:
                 load = os.getloadavg()[0]
                 loads.append(load)
@@ -131,6 +139,7 @@ async def soak_process(args: argparse.Namespace, fleet: Fleet, events: list[Publ
                     "t": round(time.monotonic() - started, 1),
                     "rss_mib": round(rss / 1024, 1),
                     "peak_rss_mib": round(child.peak_rss_kb / 1024, 1),
+                    "source_depth": visible + hidden,
                     "load": round(load, 2),
                 }
                 series.append(sample)
@@ -161,6 +170,7 @@ async def soak_process(args: argparse.Namespace, fleet: Fleet, events: list[Publ
         "max_in_flight_bytes_mib": round(int(env["FANOUT_MAX_IN_FLIGHT_BYTES"]) / MIB, 1),
         "peak_in_flight_mib": round(stats["peak_in_flight_bytes"] / MIB, 1),
         "peak_rss_mib": peak_rss,
+        "backlog_drained_seconds": round(drained, 1) if drained is not None else None,
         "load_average": {
             "min": min(loads, default=0.0),
             "max": max(loads, default=0.0),
@@ -256,6 +266,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--backlog", type=int, default=0, help="events published before fanout starts (--process)"
+    )
+    parser.add_argument(
+        "--budget-mib", type=int, default=0, help="FANOUT_MAX_IN_FLIGHT_BYTES in MiB (--process)"
     )
     parser.add_argument(
         "--process", action="store_true", help="run fanout as a child process (its RSS alone)"
