@@ -24,12 +24,9 @@ from fanout.ops import cli as ops_cli
 from fanout.rules import cli as rules_cli
 from fanout.rules import load_rules
 from fanout.runtime.cpus import available_cpus
-from fanout.runtime.malloc import pin_mmap_threshold
 from fanout.runtime.supervisor import supervise, watch_parent
 from fanout.service import Service
 from fanout.signals import install_signal_handlers
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -223,8 +220,6 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(**overrides)
         configure_logging(settings.log_level, settings.log_format, settings.process_index)
-        threshold = pin_mmap_threshold()  # large bodies freed go back to the OS (its docstring)
-        log.debug("malloc mmap threshold: %s", threshold if threshold is not None else "not glibc")
         processes = resolve_processes(settings)
         if processes > 1:
             return supervise_command(settings, processes, args)
