@@ -112,6 +112,7 @@ async def one_run(
         "peak_in_flight_mib": round(data["peak_in_flight_bytes"] / MIB, 1),
         "peak_rss_mib": round(result.maxrss_kb / 1024, 1),
         "wall_seconds": round(result.wall, 1),
+        "cpu_seconds": round(result.cpu, 2),  # the child's user + system
     }
 
 
