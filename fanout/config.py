@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         default=128 * 1024 * 1024,
         ge=1024,
         description="Body bytes of received-but-not-deleted messages at most; pollers pause "
-        "at this level. 128 MiB: peak RSS stays under 250 MiB (README: Memory).",
+        "at this level. 128 MiB: peak RSS stays under 280 MiB (README: Memory).",
     )
     wait_time_seconds: int = Field(
         default=20, ge=0, le=20, description="ReceiveMessage long-poll wait."
