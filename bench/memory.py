@@ -1,7 +1,11 @@
 """RSS per in-flight MiB: drain N large events through ``python -m fanout run`` at two byte
-budgets and record the child's peak RSS (wait4's ru_maxrss) and peak in-flight bytes.
+budgets and record the child's peak RSS (its own VmHWM, bench/procs.py) and peak in-flight bytes.
 
     .venv/bin/python -m bench.memory --events 120 --size-kb 900 --budgets 16 64
+    .venv/bin/python -m bench.memory --baseline-tree ../main     # before/after, interleaved
+
+``--baseline-tree`` runs another checkout's fanout (same venv) before this tree's at each
+budget, so both are measured in one run under the same load.
 
 SQS is a moto server in this process (its memory is not the child's); every queue allows
 1 MiB messages. The target is slowed (``--send-delay``, through the fault proxy) so that
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -50,7 +55,9 @@ def event(i: int, size: int) -> str:
     return orjson.dumps(body).decode()
 
 
-async def one_run(endpoint: str, args: argparse.Namespace, budget_mib: int, work: Path) -> Any:
+async def one_run(
+    endpoint: str, args: argparse.Namespace, budget_mib: int, work: Path, tree: Path
+) -> Any:
     session = aioboto3.Session()
     async with session.client(
         "sqs",
@@ -82,10 +89,10 @@ async def one_run(endpoint: str, args: argparse.Namespace, budget_mib: int, work
                 "--max-in-flight-bytes", str(budget_mib * MIB), "--wait-time-seconds", "1",
                 "--exit-when-idle", "3", "--summary-json", str(summary),
             ]  # fmt: skip
-            env = (
-                {"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)} if args.mmap_threshold else {}
-            )
-            child = Child(argv, child_env(env), Path.cwd())
+            env = {"PYTHONPATH": str(tree)}  # with cwd: `-m fanout` imports that tree's fanout
+            if args.mmap_threshold:
+                env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+            child = Child(argv, child_env(env), tree)
             result = await asyncio.to_thread(child.wait, 600)
         for url in urls.values():
             await sqs.delete_queue(QueueUrl=url)
@@ -93,6 +100,7 @@ async def one_run(endpoint: str, args: argparse.Namespace, budget_mib: int, work
         raise SystemExit(f"fanout failed ({result.returncode}): {result.stderr_tail}")
     data = orjson.loads(summary.read_bytes())
     return {
+        "tree": str(tree),
         "budget_mib": budget_mib,
         "events": args.events,
         "event_kb": args.size_kb,
@@ -104,31 +112,45 @@ async def one_run(endpoint: str, args: argparse.Namespace, budget_mib: int, work
         "peak_in_flight_mib": round(data["peak_in_flight_bytes"] / MIB, 1),
         "peak_rss_mib": round(result.maxrss_kb / 1024, 1),
         "wall_seconds": round(result.wall, 1),
+        "cpu_seconds": round(result.cpu, 2),  # the child's user + system
     }
+
+
+def fit(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Peak RSS = base + slope * peak in-flight MiB, through the lowest and highest budget."""
+    low, high = runs[0], runs[-1]
+    slope = (high["peak_rss_mib"] - low["peak_rss_mib"]) / max(
+        high["peak_in_flight_mib"] - low["peak_in_flight_mib"], 1e-9
+    )
+    base = low["peak_rss_mib"] - slope * low["peak_in_flight_mib"]
+    return {"rss_mib_per_in_flight_mib": round(slope, 2), "base_rss_mib": round(base, 1)}
 
 
 async def main_async(args: argparse.Namespace) -> int:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    here = Path.cwd().resolve()
+    trees = [here] if args.baseline_tree is None else [args.baseline_tree.resolve(), here]
+    endpoint = f"http://{host}:{port}"
     try:
         with tempfile.TemporaryDirectory() as tmp:
             runs = [
-                await one_run(f"http://{host}:{port}", args, b, Path(tmp)) for b in args.budgets
+                await one_run(endpoint, args, b, Path(tmp), tree)
+                for b in args.budgets
+                for tree in trees
             ]
     finally:
         server.stop()
-    low, high = runs[0], runs[-1]
-    slope = (high["peak_rss_mib"] - low["peak_rss_mib"]) / max(
-        high["peak_in_flight_mib"] - low["peak_in_flight_mib"], 1e-9
-    )
-    base = low["peak_rss_mib"] - slope * low["peak_in_flight_mib"]
-    result = {
+    result: dict[str, Any] = {
+        "command": "python -m bench.memory " + " ".join(sys.argv[1:]),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "runs": runs,
-        "rss_mib_per_in_flight_mib": round(slope, 2),
-        "base_rss_mib": round(base, 1),
+        **fit([r for r in runs if r["tree"] == str(here)]),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if args.baseline_tree is not None:
+        result["baseline"] = fit([r for r in runs if r["tree"] != str(here)])
     print(json.dumps(result, indent=2))
     if args.out:
         await asyncio.to_thread(Path(args.out).write_text, json.dumps(result, indent=2) + "\n")
@@ -146,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="MALLOC_MMAP_THRESHOLD_ for the child (glibc; 0: glibc's dynamic default)",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout whose fanout runs before this one's at each budget",
     )
     parser.add_argument("--out", default="bench/results/memory.json")
     return asyncio.run(main_async(parser.parse_args(argv)))

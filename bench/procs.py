@@ -1,5 +1,11 @@
-"""Child processes: each measured system runs alone in its own process, and its CPU time and
-peak RSS come from ``wait4`` on that process only (never the bench's own work)."""
+"""Child processes: each measured system runs alone in its own process, and its CPU time comes
+from ``wait4`` on that process only (never the bench's own work).
+
+Its peak RSS comes from the child's own ``VmHWM`` (/proc/<pid>/status), read while it runs, not
+from wait4's ``ru_maxrss``: Linux carries the pre-exec memory's high-water mark into
+``ru_maxrss`` at exec, and subprocess starts children with vfork, so ``ru_maxrss`` reports at
+least the bench process's own RSS (a bench holding 500 MiB made a 10 MiB child read 511 MiB).
+``ru_maxrss`` is the fallback where /proc is missing."""
 
 from __future__ import annotations
 
@@ -63,6 +69,7 @@ class Child:
             text=True,
         )
         self.stderr: list[str] = []
+        self.peak_rss_kb = 0  # the most VmHWM read so far (see the module docstring)
         self.ready = threading.Event()
         self._ready_text: str | None = None
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
@@ -82,13 +89,29 @@ class Child:
             return True
         return self.ready.wait(timeout) and any(text in line for line in self.stderr)
 
+    def sample_rss(self) -> int:
+        """The child's RSS now (KiB; 0 once it has exited), updating ``peak_rss_kb``."""
+        rss = 0
+        with (
+            contextlib.suppress(OSError, ValueError, IndexError),
+            open(f"/proc/{self.proc.pid}/status") as status,
+        ):
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
+                elif line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+        return rss
+
     def terminate(self) -> None:
+        self.sample_rss()
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGTERM)
 
     def wait(self, timeout: float | None = None) -> ChildResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self.sample_rss()  # VmHWM only grows: a read every 20 ms misses only the exit
             pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -106,7 +129,7 @@ class Child:
             wall,
             usage.ru_utime,
             usage.ru_stime,
-            usage.ru_maxrss,
+            self.peak_rss_kb or usage.ru_maxrss,
             "".join(self.stderr[-15:]),
             out.splitlines(),
         )

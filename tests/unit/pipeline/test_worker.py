@@ -48,9 +48,9 @@ class Capture:
         return Sender()
 
 
-def worker(tmp_path: Path, capture: Capture) -> Worker:
+def worker(tmp_path: Path, capture: Capture, rules_text: str = RULES) -> Worker:
     path = tmp_path / "rules.yaml"
-    path.write_text(RULES)
+    path.write_text(rules_text)
     rules = load_rules(path, env={})
     stats = Stats()
     acker: Any = SimpleNamespace(delete=capture.deleted.append, abandon=capture.abandoned.append)
@@ -100,3 +100,32 @@ def test_valid_event_goes_to_its_target(tmp_path: Path) -> None:
     worker(tmp_path, capture).handle(Received("m-1", "rh-1", dumps(simplified("high"))))
     [copy] = capture.submitted
     assert copy.target.name == "all" and copy.entry["MessageBody"] == dumps(simplified("high"))
+
+
+FIFO_RULES = """
+targets:
+  all: {queue_url: "http://127.0.0.1:9/all"}
+  ordered:
+    queue_url: "http://127.0.0.1:9/ordered.fifo"
+    fifo: {message_group_id: detail.id}
+rules:
+  - id: all
+    condition: "id != ''"
+    targets: [all, ordered]
+"""
+
+
+def test_a_routed_event_keeps_its_ids_and_body_but_not_its_parsed_json(tmp_path: Path) -> None:
+    """The parsed JSON is as large as the body: once the copies are built (the FIFO group read
+    from it), the message in flight holds the body once, shared by every copy."""
+    capture = Capture()
+    message = Received("m-1", "rh-1", dumps(simplified("high", event_id="evt-9")))
+    worker(tmp_path, capture, FIFO_RULES).handle(message)
+    assert message.event is not None
+    assert message.event.data == {}
+    assert (message.event.id, message.event.detail_type) == ("evt-9", "Interaction Completed")
+    assert message.event_id == "evt-9"
+    by_target = {c.target.name: c for c in capture.submitted}
+    assert by_target["ordered"].entry["MessageGroupId"] == "interaction-evt-9"
+    assert all(c.entry["MessageBody"] is message.body for c in capture.submitted)
+    assert message.event.body is message.body
