@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # fanout's runtime image: `docker build -t fanout .` then
 #   docker run --read-only -e FANOUT_SOURCE_QUEUE_URL=... -e CRITICAL_QUEUE_URL=... fanout
-# The build stage makes the wheel and a virtualenv with the runtime dependencies and uvloop (no
+# The build stage makes the wheel and a virtualenv with the runtime dependencies only (no
 # `local` extra: no moto); the runtime stage copies that virtualenv onto a clean slim Python,
 # with no compiler, no pip cache, no build tree. tests/integration/test_image_recipe.py does the
 # same steps without a Docker engine.
@@ -12,11 +12,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY fanout ./fanout
-# The venv lives at the same path in both stages, so its scripts' shebangs stay valid. The
-# `fast` extra is uvloop: about a third less CPU per event (README "Performance"), +14 MB.
+# The venv lives at the same path in both stages, so its scripts' shebangs stay valid.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/fanout \
-    && for wheel in /wheels/fanout-*.whl; do /opt/fanout/bin/pip install "$wheel[fast]"; done \
+    && /opt/fanout/bin/pip install /wheels/fanout-*.whl \
     && /opt/fanout/bin/pip uninstall --yes pip \
     && /opt/fanout/bin/fanout --version
 

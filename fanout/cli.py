@@ -161,8 +161,8 @@ async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
 
 
 def run_async(main: Coroutine[Any, Any, T], loop: EventLoopKind = "auto") -> T:
-    """Run on uvloop when it is installed (``pip install 'fanout[fast]'``: less CPU per event,
-    see README "Performance") unless ``loop`` (FANOUT_EVENT_LOOP) says asyncio."""
+    """Run on uvloop when it is installed (``pip install 'fanout[fast]'``) unless ``loop``
+    (FANOUT_EVENT_LOOP) says asyncio; the bench measures both (README: the lean client)."""
     if loop != "asyncio":
         try:
             import uvloop

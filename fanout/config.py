@@ -128,8 +128,8 @@ class Settings(BaseSettings):
     )
     event_loop: EventLoopKind = Field(
         default="auto",
-        description="auto: uvloop when installed (pip install 'fanout[fast]', the image has "
-        "it), else asyncio's own loop; uvloop (an error if it is missing) or asyncio.",
+        description="auto: uvloop when installed (pip install 'fanout[fast]'), else asyncio's "
+        "own loop; uvloop (an error if it is missing) or asyncio.",
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: LogFormat = Field(
