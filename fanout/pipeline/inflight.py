@@ -12,11 +12,13 @@ until its message arrives and is counted at its real size: in-flight bytes plus 
 never exceed the budget. One exception keeps a too-small budget from deadlocking: when nothing
 at all is in flight, one message may be received whatever its size.
 
-Receives are whole (up to 10 messages) whenever the limits allow one: while something in flight
-will free room, a poller waits for room for a full receive rather than asking for the 2 or 3
-messages that fit now. Each partial receive is one more ReceiveMessage call for fewer messages:
-with a 1 MiB MaximumMessageSize, 32 MiB of budget holds three whole receives' reservations,
-and four pollers asking for what fits made 30% more receive calls than needed (bench stub).
+Receives are whole (up to 10 messages) whenever the limits allow one: while another receive
+is out (it will soon return its unused reservation), a poller waits for room for a full
+receive rather than asking for the 2 or 3 messages that fit now. Each partial receive is one
+more ReceiveMessage call for fewer messages: with a 1 MiB MaximumMessageSize, 32 MiB of budget
+holds three whole receives' reservations, and four pollers asking for what fits made 30% more
+receive calls than needed (bench stub). When only messages in flight hold the room, a poller
+takes what fits: those may stay for minutes (a throttled target's copies).
 """
 
 from __future__ import annotations
@@ -153,8 +155,11 @@ class InFlight:
                 # A budget smaller than one message must not deadlock: alone, one may come in.
                 return 1 if not self._messages and not self._reserved else 0
             granted = min(granted, by_bytes)
-        if granted < most and (self._messages or self._reserved) and self._fits(most):
-            return 0  # what is in flight will free room for a whole receive: wait for it
+        if granted < most and self._reserved and self._fits(most):
+            # Another receive is out: when it returns, its unused slots and the difference
+            # between its reservation and its messages' real size come back. Messages alone
+            # may hold their room for minutes (a throttled target): then take what fits.
+            return 0
         return max(granted, 0)
 
     def _fits(self, count: int) -> bool:

@@ -100,6 +100,13 @@ async def test_receives_wait_for_room_for_a_whole_batch() -> None:
     inflight.unreserve(0)  # as the poller does after every receive
     assert not inflight.held
     assert await asyncio.wait_for(fourth, 1) == 10
+    # Only messages hold the room (no receive out): take what fits, do not wait for them.
+    held = InFlight(15)
+    assert await held.reserve(10) == 10
+    for i in range(6):
+        held.admit(message(i, 1))
+    held.unreserve(4)
+    assert await asyncio.wait_for(held.reserve(10), 1) == 9
     # Limits too small for a whole receive still grant part of one.
     assert await InFlight(4, None).reserve(10) == 4
     assert await InFlight(100, 35 * KIB, message_bytes=10 * KIB).reserve(10) == 3
