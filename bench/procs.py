@@ -136,10 +136,16 @@ class Child:
 
 
 @contextlib.contextmanager
-def stub_server(pool_file: Path, cwd: Path, max_wait: float = 0.5) -> Iterator[tuple[str, Child]]:
-    """The stub in its own process; yields (endpoint URL, child)."""
+def stub_server(
+    pool_file: Path, cwd: Path, max_wait: float = 0.5, latency_ms: float = 0.0
+) -> Iterator[tuple[str, Child]]:
+    """The stub in its own process, answering after ``latency_ms`` (+-25%); yields (endpoint
+    URL, child)."""
     child = Child(
-        [PY, "-m", "bench.stub", "--pool", str(pool_file), "--max-wait", str(max_wait)],
+        [
+            *(PY, "-m", "bench.stub", "--pool", str(pool_file)),
+            *("--max-wait", str(max_wait), "--latency-ms", str(latency_ms)),
+        ],
         child_env({}),
         cwd,
     )

@@ -5,7 +5,11 @@ VisibilityTimeout 0 puts a message back), and SendMessageBatch / DeleteMessageBa
 ChangeMessageVisibilityBatch / GetQueueAttributes / GetQueueUrl with success at once. So the
 only work in a run is the consumer's own: its CPU per event is measured without an emulator.
 
-    python -m bench.stub --pool bodies.jsonl [--port 0] [--max-wait 0.5]
+``--latency-ms`` delays every answer by a round trip, drawn per call uniformly within
+``--jitter`` (a fraction, default 0.25) of it: real SQS answers in 10-50 ms, and a consumer's
+throughput there depends on how many calls it keeps in flight, not on its CPU.
+
+    python -m bench.stub --pool bodies.jsonl [--port 0] [--max-wait 0.5] [--latency-ms 20]
 
 prints ``PORT <n>`` once listening. ``GET /_bench/stats`` returns the counters: calls and
 entries per operation, copies per queue and event id, DLQ records by event id, and the time
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import collections
 import hashlib
+import random
 import signal
 import sys
 import time
@@ -39,8 +44,28 @@ QUEUE_ATTRIBUTES = {
 
 
 class Stub:
-    def __init__(self, pool: list[str], max_wait: float) -> None:
+    """The stub's queues and counters.
+
+    Parameters:
+        pool: the bodies ReceiveMessage serves, each once.
+        max_wait: cap on long-poll waits (seconds).
+        latency: round trip added to every answer (seconds); 0: instant.
+        jitter: the round trip varies uniformly within this fraction of it.
+        rng: draws the jitter (seeded for repeatable runs).
+    """
+
+    def __init__(
+        self,
+        pool: list[str],
+        max_wait: float,
+        latency: float = 0.0,
+        jitter: float = 0.25,
+        rng: random.Random | None = None,
+    ) -> None:
         self.pool = pool
+        self.latency = latency
+        self.jitter = jitter
+        self.rng = rng or random.Random(0)  # noqa: S311 - jitter, not cryptography
         self.md5 = [hashlib.md5(b.encode(), usedforsecurity=False).hexdigest() for b in pool]
         self.max_wait = max_wait
         self.next = 0
@@ -158,6 +183,8 @@ class Stub:
         req = orjson.loads(await request.read() or b"{}")
         self.calls[op] += 1
         self.entries[op] += len(req.get("Entries", ())) or 1
+        if self.latency:
+            await asyncio.sleep(self.latency * self.rng.uniform(1 - self.jitter, 1 + self.jitter))
         if op == "ReceiveMessage":
             result = await self.receive(req)
         elif op == "SendMessageBatch":
@@ -181,8 +208,10 @@ class Stub:
         return web.Response(body=orjson.dumps(result), content_type=JSON_TYPE)
 
 
-async def serve(pool: list[str], port: int, max_wait: float) -> None:
-    stub = Stub(pool, max_wait)
+async def serve(
+    pool: list[str], port: int, max_wait: float, latency: float = 0.0, jitter: float = 0.25
+) -> None:
+    stub = Stub(pool, max_wait, latency, jitter)
     server = web.Server(stub.handle, access_log=None)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(server, "127.0.0.1", port, backlog=1024)
@@ -200,10 +229,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", type=Path, required=True, help="file of bodies, one JSON a line")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-wait", type=float, default=0.5, help="cap on long-poll waits")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="round trip added to every answer"
+    )
+    parser.add_argument(
+        "--jitter", type=float, default=0.25, help="round-trip jitter, a fraction of it"
+    )
     args = parser.parse_args(argv)
     pool = args.pool.read_text().splitlines() if args.pool.stat().st_size else []
     try:
-        asyncio.run(serve(pool, args.port, args.max_wait))
+        asyncio.run(serve(pool, args.port, args.max_wait, args.latency_ms / 1000, args.jitter))
     except KeyboardInterrupt:
         sys.exit(130)
 
