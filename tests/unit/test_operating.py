@@ -347,3 +347,44 @@ def test_the_ecs_dashboard_shows_queues_dlqs_and_the_service() -> None:
         "RunningTaskCount",
     } <= metrics
     assert {"Source", "Dlq", "RedriveDlq"} <= used
+
+
+# ------------------------------------------------------------------------------------------
+# The gauges the alerts need, as the exporter serves them
+
+
+def test_readiness_and_limit_gauges_follow_their_sources() -> None:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from fanout.observability.telemetry import observe_inflight_limits, observe_readiness
+
+    registry = CollectorRegistry(auto_describe=True)
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
+    meter = provider.get_meter("fanout")
+    state: dict[str, Any] = {"ready": True, "limit": 1000, "bytes": None}
+    observe_readiness(meter, lambda: bool(state["ready"]))
+    observe_inflight_limits(
+        meter, lambda: int(state["limit"]), lambda: state["bytes"], source="src"
+    )
+
+    def scrape() -> dict[str, float]:
+        text = generate_latest(registry).decode()
+        return {
+            s.name: s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name.startswith("fanout_")
+        }
+
+    try:
+        assert scrape() == {"fanout_ready": 1.0, "fanout_inflight_limit": 1000.0}
+        state.update(ready=False, limit=250, bytes=2**20)  # a limit changed at run time
+        assert scrape() == {
+            "fanout_ready": 0.0,
+            "fanout_inflight_limit": 250.0,
+            "fanout_inflight_bytes_limit_bytes": float(2**20),
+        }
+    finally:
+        provider.shutdown()

@@ -330,6 +330,12 @@ ROWS = [
 ]
 
 
+# A new row is one more (title, panels) entry, e.g. for the adaptive-concurrency gauges:
+#     ("Adaptive concurrency", [ts("Pollers", "short", q(f"fanout_pollers{{{S}}}",
+#       "{{instance}} {{fanout_process}}")), ...]),
+# then run this script; test_operating.py checks the names against a real run's /metrics.
+
+
 def variable(name: str, query: str, label: str) -> dashboard.QueryVariable:
     return (
         dashboard.QueryVariable(name)
