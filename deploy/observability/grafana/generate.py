@@ -14,8 +14,14 @@ import json
 import sys
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    TooltipDisplayMode,
+)
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
     VariableHide,
@@ -48,6 +54,15 @@ def ts(
         .span(width)
         .height(8)
         .fill_opacity(10)
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(LegendDisplayMode.LIST)
+            .placement(LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(
+            common.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING)
+        )
     )
     if help:
         panel = panel.description(help)
@@ -57,7 +72,15 @@ def ts(
 
 
 def single(title: str, unit: str, query: prometheus.Dataquery, help: str = "") -> stat.Panel:
-    panel = stat.Panel().title(title).unit(unit).datasource(DATASOURCE).span(4).height(4)
+    panel = (
+        stat.Panel()
+        .title(title)
+        .unit(unit)
+        .datasource(DATASOURCE)
+        .span(4)
+        .height(4)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
     return (panel.description(help) if help else panel).with_target(query.ref_id("A"))
 
 
