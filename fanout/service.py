@@ -27,9 +27,14 @@ from fanout.aws.limits import MAX_MESSAGE_BYTES
 from fanout.aws.retry import Backoff
 from fanout.aws.urls import queue_name
 from fanout.config import Settings
-from fanout.observability.health import HealthServer
+from fanout.observability.health import HealthServer, not_ready_reason
 from fanout.observability.stats import Stats
-from fanout.observability.telemetry import Telemetry, observe_stats
+from fanout.observability.telemetry import (
+    Telemetry,
+    observe_inflight_limits,
+    observe_readiness,
+    observe_stats,
+)
 from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters
 from fanout.pipeline.inflight import InFlight, Received
@@ -177,6 +182,23 @@ class Service:
             source=source_name,
             target_queues=self._target_queues,
             dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
+        )
+        observe_inflight_limits(
+            telemetry.meter,
+            lambda: self.inflight.max_in_flight,
+            lambda: self.inflight.max_bytes,
+            source=source_name,
+        )
+        observe_readiness(
+            telemetry.meter,
+            lambda: (
+                not_ready_reason(
+                    self.inflight,
+                    window=settings.readiness_window_seconds,
+                    stopping=self.stop.is_set(),
+                )
+                is None
+            ),
         )
         self.health = (
             HealthServer(

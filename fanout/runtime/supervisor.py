@@ -61,6 +61,7 @@ KILL_GRACE = 5.0
 CHILD_PROBE_TIMEOUT = 2.0
 CONFIG_EXIT = 2
 PROCESS_LABEL = "fanout_process"
+CHILD_RESTARTS = "fanout_child_restarts"  # served as fanout_child_restarts_total
 RESOURCE_ATTRIBUTE = "fanout.process.index"
 
 
@@ -72,6 +73,7 @@ class Child:
     started_at: float = 0.0
     starts: int = 0
     failures: int = 0  # consecutive unexpected exits
+    restarts: int = 0  # unexpected exits, all told (fanout_child_restarts_total)
     finished: bool = False  # exited 0 in drain mode
 
     @property
@@ -182,6 +184,7 @@ class Supervisor:
             child.failures = 1 if ran >= RESTART_RESET_AFTER else child.failures + 1
             delay = min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2 ** (child.failures - 1))
             self.restarts += 1
+            child.restarts += 1
             log.warning(
                 "child %d (pid %d) died (%s) after %.1fs: restart %d in %.1fs",
                 child.index,
@@ -291,15 +294,24 @@ class Supervisor:
             for c, (status, text) in zip(running, answers, strict=True)
             if status == 200
         }
-        if not texts:
+        if not texts and not _prometheus_on():
             return web.Response(
                 status=404, text="metrics off: set OTEL_METRICS_EXPORTER=prometheus\n"
             )
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        response = web.Response(body=merge_metrics(texts))
+        # The restarts come from the supervisor itself: served even while every child is down.
+        restarts = {c.index: c.restarts for c in self.children}
+        response = web.Response(body=merge_metrics(texts, restarts))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
+
+
+def _prometheus_on() -> bool:
+    """Whether the children export Prometheus metrics (OTEL_METRICS_EXPORTER), as they read it."""
+    from fanout.observability.telemetry import metric_exporter_names
+
+    return "prometheus" in metric_exporter_names(os.environ)
 
 
 async def _not_running(child: Child) -> tuple[int, str]:
@@ -353,14 +365,24 @@ def child_env(
     return env
 
 
-def merge_metrics(texts: Mapping[int, str]) -> bytes:
+def merge_metrics(texts: Mapping[int, str], restarts: Mapping[int, int] | None = None) -> bytes:
     """The children's Prometheus texts as one exposition: each family once, every sample
-    labelled ``fanout_process="<index>"``."""
+    labelled ``fanout_process="<index>"``; plus the supervisor's own counter of each child's
+    unexpected exits, ``fanout_child_restarts_total{fanout_process="<index>"}``."""
     from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.metrics_core import Metric
+    from prometheus_client.metrics_core import CounterMetricFamily, Metric
     from prometheus_client.parser import text_string_to_metric_families
 
     families: dict[str, Metric] = {}
+    if restarts is not None:
+        counter = CounterMetricFamily(
+            CHILD_RESTARTS,
+            "Unexpected exits of each --processes child, restarted by the supervisor",
+            labels=[PROCESS_LABEL],
+        )
+        for index, count in sorted(restarts.items()):
+            counter.add_metric([str(index)], count)
+        families[CHILD_RESTARTS] = counter
     for index, text in sorted(texts.items()):
         for family in text_string_to_metric_families(text):
             merged = families.get(family.name)

@@ -150,6 +150,8 @@ async def test_killed_child_is_restarted_sigterm_drains_nothing_lost(
             return 0 in now and now[0] != victim
 
         await until(restarted, 30, "child 0 restarted")
+        _, metrics = await get(port, "/metrics")
+        assert 'fanout_child_restarts_total{fanout_process="0"} 1.0' in metrics, metrics[-2000:]
         await until(ready, 60, "the host /readyz after the restart")
         await publisher
         # The killed child's messages come back after their visibility timeout and are handled.
