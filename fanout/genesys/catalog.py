@@ -115,6 +115,10 @@ class Catalog:
         for t in self.topics:
             paths.update(t.fields)
         self.all_paths: frozenset[str] = frozenset(paths)
+        # EventBridge patterns walk arrays implicitly: participants.userId.
+        self._pattern_fields = {
+            t.pattern: {p.replace("[]", ""): f for p, f in t.fields.items()} for t in self.topics
+        }
 
     @classmethod
     def packaged(cls) -> Catalog:
@@ -130,6 +134,10 @@ class Catalog:
         if found is not None:
             return found
         return next((t for t in self.topics if t.regex.fullmatch(name)), None)
+
+    def pattern_fields(self, topic: Topic) -> Mapping[str, FieldInfo]:
+        """The topic's fields by path as an EventBridge pattern names them (no ``[]``)."""
+        return self._pattern_fields[topic.pattern]
 
     def search(self, text: str | None) -> list[Topic]:
         """Topics whose pattern, family or model contains ``text`` (case-insensitive), or
