@@ -1,9 +1,10 @@
-"""Numeric strictness from the catalog: every integer and number field of a known topic must
+"""Type strictness from the catalog: every integer and number field of a known topic must
 hold a JSON number. ``"120000"`` where the SDK says integer would fail every ``>`` rule
-silently; instead the event is dead-lettered with the field named.
+silently; instead the event is dead-lettered with the field named. The conversation detail
+events' string fields (and string lists) must hold strings too, as fanout has always checked.
 
-Compiled once per topic into a tree of only the paths that lead to a numeric field, so an
-event costs one dict lookup per numeric field its topic declares (no model validation).
+Compiled once per topic into a tree of only the paths that lead to a checked field, so an
+event costs one dict lookup per checked field its topic declares (no model validation).
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ class _Node:
     each: dict[str, _Node] = field(default_factory=dict)
 
 
+# Topics whose string fields are checked as well: the ones fanout's own model always covered.
+STRING_STRICT_PREFIX = "v2.detail.events.conversation."
+
+
 def _compile(topic: Topic) -> dict[str, _Node]:
+    kinds = {"integer", "number"}
+    if topic.pattern.startswith(STRING_STRICT_PREFIX):
+        kinds.add("string")
     root: dict[str, _Node] = {}
     for info in topic.fields.values():
-        numeric_items = info.type == "array" and info.items in ("integer", "number")
-        if not (info.numeric or numeric_items):
+        checked_items = info.type == "array" and info.items in kinds
+        if not (info.type in kinds or checked_items):
             continue
         level = root
         parts = info.path.split(".")
@@ -45,14 +53,16 @@ def _compile(topic: Topic) -> dict[str, _Node]:
             node = level.setdefault(name, _Node())
             level = node.each if is_list else node.children
         node = level.setdefault(parts[-1], _Node())
-        if numeric_items:
+        if checked_items:
             node.items = info.items
         else:
             node.kind = info.type
     return root
 
 
-def _bad(value: Any) -> bool:
+def _bad(kind: str, value: Any) -> bool:
+    if kind == "string":
+        return value.__class__ is not str
     # JSON numbers only: bool is an int subclass in Python but not a number in JSON.
     return value.__class__ is not int and value.__class__ is not float
 
@@ -67,13 +77,13 @@ def _check(obj: dict[str, Any], tree: dict[str, _Node], prefix: str) -> str | No
         if value is None:
             continue
         if node.kind is not None:
-            if _bad(value):
+            if _bad(node.kind, value):
                 return _message(prefix + key, node.kind, value)
             continue
         if node.items is not None and value.__class__ is list:
             for i, item in enumerate(value):
-                if item is not None and _bad(item):
-                    return _message(f"{prefix}{key}[{i}]", node.items, item)
+                if item is not None and _bad(node.items, item):
+                    return _message(f"{prefix}{key}.{i}", node.items, item)
         if node.children and value.__class__ is dict:
             found = _check(value, node.children, f"{prefix}{key}.")
             if found:
@@ -81,14 +91,14 @@ def _check(obj: dict[str, Any], tree: dict[str, _Node], prefix: str) -> str | No
         if node.each and value.__class__ is list:
             for i, item in enumerate(value):
                 if item.__class__ is dict:
-                    found = _check(item, node.each, f"{prefix}{key}[{i}].")
+                    found = _check(item, node.each, f"{prefix}{key}.{i}.")
                     if found:
                         return found
     return None
 
 
 class NumericChecks:
-    """Per ``detail-type`` pattern, the compiled numeric fields of its ``eventBody``.
+    """Per ``detail-type`` pattern, the compiled checked fields of its ``eventBody``.
 
     Parameters:
         catalog: the topic catalog (default: the packaged one).
@@ -99,7 +109,7 @@ class NumericChecks:
         self._trees = {t.pattern: _compile(t) for t in cat.topics}
 
     def check(self, detail_type: str, body: dict[str, Any], prefix: str) -> str | None:
-        """The first wrong-typed numeric field as ``path: message``, or None (also for a topic
+        """The first wrong-typed field as ``path: message``, or None (also for a topic
         the catalog does not know: Genesys adds topics)."""
         tree = self._trees.get(detail_type)
         if not tree:
