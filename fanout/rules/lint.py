@@ -84,8 +84,9 @@ def lint_rule(rule: Rule, catalog: Catalog) -> list[LintWarning]:
         uses = list(_jmespath_uses(jmespath.compile(rule.condition).parsed))
     selected = [u.literal for u in uses if u.detail_type]
     scope: list[Topic] | None = None
-    if selected:
-        topics = [catalog.topic(s) if isinstance(s, str) else None for s in selected]
+    # Exact detail-types scope the checks; a prefix or anything-but leaves all topics open.
+    if selected and all(isinstance(s, str) for s in selected):
+        topics = [catalog.topic(s) for s in selected]
         known = [t for t in topics if t is not None]
         if len(known) != len(topics):
             return []  # a topic the catalog does not know may have any field

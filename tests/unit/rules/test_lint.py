@@ -108,6 +108,11 @@ def test_fields_are_checked_against_the_topics_the_rule_selects(tmp_path: Path) 
   - id: nowhere
     targets: [t]
     condition: detail.eventBody.noSuchFieldAnywhere == 'x'
+  - id: prefix-selects-all-topics
+    targets: [t]
+    pattern:
+      detail-type: [{prefix: 'v2.audits.'}]
+      detail: {eventBody: {status: [FAILURE]}}
 """,
     )
     assert [(r, m) for r, m, _ in found] == [
@@ -116,6 +121,7 @@ def test_fields_are_checked_against_the_topics_the_rule_selects(tmp_path: Path) 
             "detail.eventBody.divisionId: not a field of v2.detail.events.conversation.{id}.acw",
         ),
         ("nowhere", "detail.eventBody.noSuchFieldAnywhere: no Genesys topic has it"),
+        ("prefix-selects-all-topics", "detail.eventBody.status: no Genesys topic has it"),
     ]
     assert "select a topic that has it" in found[0][2]
 
