@@ -86,9 +86,9 @@ _MEDIA = (
 _QUEUE_MEDIA = ("calls", "callbacks", "chats", "cobrowsesessions", "emails", "messages",
                 "screenshares")  # fmt: skip
 _MEDIA_NOTE = (
-    "the SDK names no topic: Conversation<Media>EventTopic<Media>Conversation is the model of "
-    "the per-media conversation topics (the {topic}EventTopic naming of the notification "
-    "models); same fields as the media's model in the API's notification schema list"
+    "inferred from the name: the SDK names no topic; Conversation<Media>EventTopic<Media>"
+    "Conversation follows the <Topic>EventTopic naming of its notification models, and "
+    "QueueConversation<Media>EventTopic* (same shape) serves the queue's per-media topic"
 )
 
 
