@@ -1,5 +1,5 @@
-"""Command line: ``fanout run``, ``fanout rules ...``, ``fanout dlq ...`` (also ``python -m
-fanout``). Flags override FANOUT_* vars."""
+"""Command line: ``fanout run``, ``fanout rules ...``, ``fanout dlq ...``, ``fanout topics``
+(also ``python -m fanout``). Flags override FANOUT_* vars."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from fanout.aws.checks import check_queues
 from fanout.aws.client import create_clients
 from fanout.config import EventLoopKind, Settings, load_settings
 from fanout.errors import ConfigError
+from fanout.genesys import cli as topics_cli
 from fanout.observability.stats import Stats, render_summary
 from fanout.observability.telemetry import Telemetry, setup_telemetry
 from fanout.ops import cli as ops_cli
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--no-progress", action="store_true", help="no live progress line")
     rules_cli.add_parser(sub)
     ops_cli.add_parser(sub)
+    topics_cli.add_parser(sub)
     return parser
 
 
@@ -277,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rules_cli.main(args)
     if args.command == "dlq":
         return ops_cli.main(args)
+    if args.command == "topics":
+        return topics_cli.main(args)
     return 2  # pragma: no cover - argparse enforces the subcommand
 
 

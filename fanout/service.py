@@ -46,6 +46,7 @@ from fanout.pipeline.worker import Worker
 from fanout.reload import RulesChange, RulesReloader
 from fanout.rules import RuleSet
 from fanout.rules import load_rules as load_rules_file
+from fanout.rules.lint import log_warnings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -225,6 +226,7 @@ class Service:
             s.max_in_flight,
             s.max_in_flight_bytes / 2**20,
         )
+        log_warnings(self.rules, log)  # Genesys schema warnings: logged, never refused
         log.debug(
             "tuning: %s data-plane client on %s, linger %.0f ms, delete linger %.0f ms, "
             "wait %d s, visibility %d s, retry budget %d attempts / %.0f s",
