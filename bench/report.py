@@ -177,6 +177,15 @@ def render(results: dict[str, Any], console: Console) -> None:
             console.print(closed_table(f"Sweep: {name}", sweeps[name]))
     if sweeps.get("linger"):
         console.print(open_table("Sweep: linger (open loop at 50% of max)", sweeps["linger"]))
+    if results.get("latency"):
+        from bench.latency import TABLE_HEADER, table_rows
+
+        table = Table(title="Round trips (stub, medians of the repeats)")
+        for head in TABLE_HEADER:
+            table.add_column(head, justify="right")
+        for row in table_rows(results["latency"]["summary"]):
+            table.add_row(*row)
+        console.print(table)
     for line in results.get("headline", []):
         console.print(line)
 
@@ -253,6 +262,12 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         ax.set_title("fanout CPU per event vs rule count (stub)")
         ax.grid(alpha=0.3)
         written.append(_save(fig, out / "cpu_vs_rules.png"))
+    if results.get("latency"):
+        from bench.latency import plot
+
+        png = plot(results["latency"], out)
+        if png is not None:
+            written.append(png)
     return written
 
 
