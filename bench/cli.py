@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="latency part: seconds per open-loop run (bounded by --events)",
     )
     s.add_argument(
+        "--latency-processes",
+        type=_ints,
+        default=[],
+        help="latency part: also fanout with --processes N (closed loop), e.g. 2,4",
+    )
+    s.add_argument(
         "--localstack-latency-ms",
         type=float,
         default=0.0,
@@ -202,17 +208,24 @@ class Suite:
         """One run of the latency part: closed loop (``rate`` None) or open loop on the stub."""
         kind = "closed" if rate is None else f"open {rate:.0f}/s"
         self.step(f"{system} {kind} at {latency_ms:g} ms: {len(prep.bodies)} events")
-        idle = await self.idle(system, prep, self.knobs, latency_ms) if rate is None else None
+        knobs, run_as = self.knobs, system
+        n = latency.processes_of(system)
+        if n is not None:
+            # CPU: wait4 on the supervisor includes the children it reaped.
+            extra = (*knobs.extra_env, ("FANOUT_PROCESSES", str(n)))
+            knobs, run_as = replace(knobs, extra_env=extra), "fanout"
+        idle = await self.idle(run_as, prep, knobs, latency_ms) if rate is None else None
         result = await closed_loop(
-            system,
+            run_as,
             "stub",
             prep,
-            self.knobs,
+            knobs,
             idle=idle,
             note=f"{latency_ms:g} ms",
             latency_ms=latency_ms,
             rate=rate,
         )
+        result.system = system
         if rate is None:
             status = "ok" if result.ok else "[red]FAILED CHECK[/red]"
             self.console.print(
@@ -316,6 +329,7 @@ class Suite:
                 a.latency_open_share,
                 a.latency_open_seconds,
                 self.console.print,
+                [latency.processes_system(n) for n in a.latency_processes],
             )
         self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         self.results["headline"] = self.headline(by)

@@ -15,7 +15,6 @@ DeleteMessageBatch. A system that cannot keep up is charged for it (no coordinat
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,13 +34,26 @@ CALLS_TOLERANCE = 0.10
 Runner = Callable[[str, Prepared, float, float | None], Awaitable[ClosedResult]]
 
 
-def schedule(round_trips: Sequence[float], repeat: int) -> list[tuple[int, float, str]]:
+def processes_system(n: int) -> str:
+    """The name of fanout run with ``--processes n`` in this part (``fanout-p4``)."""
+    return f"fanout-p{n}"
+
+
+def processes_of(system: str) -> int | None:
+    """``n`` for ``fanout-p<n>``, else None."""
+    head, _, n = system.partition("-p")
+    return int(n) if head == "fanout" and n.isdigit() else None
+
+
+def schedule(
+    round_trips: Sequence[float], repeat: int, systems: Sequence[str] = SYSTEMS
+) -> list[tuple[int, float, str]]:
     """The closed-loop runs in order: each repeat walks the round trips, the systems' order
-    alternating between repeats so neither always runs first (on a warmer machine)."""
+    alternating between repeats so none always runs first (on a warmer machine)."""
     runs = []
     for r in range(repeat):
-        systems = SYSTEMS if r % 2 == 0 else tuple(reversed(SYSTEMS))
-        runs += [(r, rtt, system) for rtt in round_trips for system in systems]
+        order = tuple(systems) if r % 2 == 0 else tuple(reversed(systems))
+        runs += [(r, rtt, system) for rtt in round_trips for system in order]
     return runs
 
 
@@ -136,11 +148,13 @@ async def measure(
     open_share: float,
     open_seconds: float,
     say: Callable[[str], None],
+    extra_systems: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The whole part: closed loops (interleaved, repeated), then one open loop per system and
-    round trip at ``open_share`` of that system's median max there."""
+    round trip at ``open_share`` of that system's median max there. ``extra_systems`` (e.g.
+    ``fanout-p4``) run in the closed loops only."""
     closed = []
-    for r, rtt, system in schedule(round_trips, repeat):
+    for r, rtt, system in schedule(round_trips, repeat, (*SYSTEMS, *extra_systems)):
         result = await run(system, prep, rtt, None)
         result.extra.update(latency_ms=rtt, repeat=r)
         closed.append(result.row())
@@ -228,9 +242,32 @@ TABLE_HEADER = [
 ]
 
 
+def extra_rows(summary: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Systems besides fanout and naive (``fanout-p<n>``): one row per system and round trip."""
+    return [
+        [
+            line["system"],
+            f"{line['latency_ms']:g} ms",
+            f"{line['events_per_s']:,.0f}",
+            f"{line['vs_naive']:.2f}x" if line["vs_naive"] is not None else "",
+            f"{line['cpu_us_per_event']:,.0f}",
+            f"{line['calls_per_event']:.3f}",
+        ]
+        for line in summary
+        if line["system"] not in SYSTEMS
+    ]
+
+
+EXTRA_HEADER = ["system", "round trip", "ev/s", "vs naive", "CPU µs/event", "calls/event"]
+
+
 def markdown(summary: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(summary)]
+    extra = extra_rows(summary)
+    if extra:
+        lines += ["", "| " + " | ".join(EXTRA_HEADER) + " |", "|" + "---|" * len(EXTRA_HEADER)]
+        lines += ["| " + " | ".join(row) + " |" for row in extra]
     return "\n".join(lines) + "\n"
 
 
@@ -246,7 +283,7 @@ def plot(result: Mapping[str, Any], out: Path) -> Path | None:
         return None
     summary = result["summary"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for system in SYSTEMS:
+    for system in dict.fromkeys(line["system"] for line in summary):
         mine = sorted((s for s in summary if s["system"] == system), key=lambda s: s["latency_ms"])
         if not mine:
             continue
@@ -286,7 +323,3 @@ def plot(result: Mapping[str, Any], out: Path) -> Path | None:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
-
-
-def median(values: Iterable[float]) -> float:
-    return float(statistics.median(values))

@@ -178,7 +178,7 @@ def render(results: dict[str, Any], console: Console) -> None:
     if sweeps.get("linger"):
         console.print(open_table("Sweep: linger (open loop at 50% of max)", sweeps["linger"]))
     if results.get("latency"):
-        from bench.latency import TABLE_HEADER, table_rows
+        from bench.latency import EXTRA_HEADER, TABLE_HEADER, extra_rows, table_rows
 
         table = Table(title="Round trips (stub, medians of the repeats)")
         for head in TABLE_HEADER:
@@ -186,6 +186,14 @@ def render(results: dict[str, Any], console: Console) -> None:
         for row in table_rows(results["latency"]["summary"]):
             table.add_row(*row)
         console.print(table)
+        extra = extra_rows(results["latency"]["summary"])
+        if extra:
+            table = Table(title="Round trips, more systems (closed loop)")
+            for head in EXTRA_HEADER:
+                table.add_column(head, justify="right")
+            for row in extra:
+                table.add_row(*row)
+            console.print(table)
     for line in results.get("headline", []):
         console.print(line)
 

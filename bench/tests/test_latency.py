@@ -88,6 +88,28 @@ def test_schedule_interleaves_and_alternates_the_order() -> None:
     ]
 
 
+def test_processes_systems_are_named_and_scheduled() -> None:
+    assert latency.processes_system(4) == "fanout-p4"
+    assert latency.processes_of("fanout-p4") == 4
+    assert latency.processes_of("fanout") is None and latency.processes_of("naive") is None
+    runs = latency.schedule([20.0], 2, ("fanout", "naive", "fanout-p2"))
+    assert [s for _, _, s in runs] == [
+        "fanout",
+        "naive",
+        "fanout-p2",
+        "fanout-p2",
+        "naive",
+        "fanout",
+    ]
+
+
+def test_extra_systems_get_their_own_rows() -> None:
+    rows = [_row("fanout", 20.0, 1000), _row("naive", 20.0, 500), _row("fanout-p2", 20.0, 1900)]
+    summary = latency.summarise(rows)
+    assert latency.extra_rows(summary) == [["fanout-p2", "20 ms", "1,900", "3.80x", "100", "0.250"]]
+    assert "| fanout-p2 | 20 ms |" in latency.markdown(summary)
+
+
 def test_summary_takes_the_median_run_and_the_ratios() -> None:
     rows = [
         _row("fanout", 0.0, 9000),
