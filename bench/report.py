@@ -106,6 +106,9 @@ def closed_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         k = r["knobs"]
         knobs = f"P{k['pollers']} W{k['workers']} L{k['linger_ms']:g}"
+        if k.get("defaults"):  # fanout on its own defaults; naive with its pollers
+            naive = k.get("naive_pollers") or k["pollers"]
+            knobs = {"naive": f"P{naive}", "sync": ""}.get(r["system"], "defaults")
         table.add_row(
             r["system"] + (f" ({r['note']} events)" if r.get("note") else ""),
             r["backend"],
