@@ -352,6 +352,8 @@ class Suite:
                 await self.compare("localstack", main, sync_note, by)
             finally:
                 self.proxy_endpoint = None
+                # what went through it: every data call of the three systems
+                self.results["localstack_proxy_calls"] = dict(proxy.calls)
 
     async def compare(
         self, backend: str, main: Prepared, sync_note: str, by: dict[tuple[str, str], ClosedResult]
