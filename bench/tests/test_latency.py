@@ -290,3 +290,31 @@ def test_stub_rejects_bad_options(tmp_path: Path, bad: list[str]) -> None:
     pool.write_text("")
     with pytest.raises(SystemExit, match=r"bench\.stub"):
         main(["--pool", str(pool), *bad])
+
+
+def test_latency_proxy_delays_every_call(tmp_path: Path) -> None:
+    """--localstack-latency-ms's proxy (FaultProxy + a jittered Delay), here in front of the
+    instant stub: each call through it takes the added round trip."""
+    from fanout.testing.faultproxy import FaultProxy
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("")
+    url = "http://127.0.0.1/000000000000/q"
+
+    async def through(endpoint: str) -> list[float]:
+        async with FaultProxy(endpoint) as proxy:
+            proxy.add(Delay(None, 0.05, times=None, jitter=latency.JITTER))
+            took = [
+                (
+                    await asyncio.to_thread(
+                        _call, proxy.url, "GetQueueAttributes", {"QueueUrl": url}
+                    )
+                )[0]
+                for _ in range(4)
+            ]
+            assert proxy.calls["GetQueueAttributes"] == 4
+            return took
+
+    with stub_server(pool, REPO) as (endpoint, _):
+        took = asyncio.run(through(endpoint))
+    assert min(took) >= 0.037, took
