@@ -317,7 +317,8 @@ def plot(result: Mapping[str, Any], out: Path) -> Path | None:
     right.set_yscale("log")
     right.set_title(f"per-copy latency, open loop at {result['open_share'] * 100:.0f}% of max")
     right.grid(alpha=0.3)
-    right.legend()
+    if right.get_legend_handles_labels()[0]:
+        right.legend()
     fig.tight_layout()
     path = out / "events_vs_round_trip.png"
     fig.savefig(path, dpi=80)
