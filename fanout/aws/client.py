@@ -11,6 +11,7 @@ import aioboto3
 from aiobotocore.config import AioConfig
 
 from fanout.aws.lean import open_lean_client
+from fanout.aws.transport import botocore_session, proxies_settings
 from fanout.aws.urls import region_of
 from fanout.config import Settings
 from fanout.errors import ConfigError
@@ -55,6 +56,14 @@ def client_config(settings: Settings) -> AioConfig:
     )
 
 
+def session_config(settings: Settings, session: aioboto3.Session) -> AioConfig:
+    """``client_config`` plus the profile's ``proxy_ca_bundle``/``proxy_client_cert``, which
+    aiobotocore reads but does not apply: both clients get them (fanout.aws.transport)."""
+    config = client_config(settings)
+    from_profile = proxies_settings(botocore_session(session), config)
+    return config.merge(AioConfig(proxies_config=from_profile)) if from_profile else config
+
+
 def _region(settings: Settings, session: aioboto3.Session) -> str:
     region = region_for(settings, session)
     if region is None:
@@ -76,7 +85,7 @@ def create_client(
             "sqs",
             endpoint_url=settings.endpoint_url,
             region_name=_region(settings, session),
-            config=client_config(settings),
+            config=session_config(settings, session),
             **credentials,
         )
     )
@@ -100,7 +109,8 @@ async def create_clients(
 ) -> AsyncIterator[tuple[Any, SQSClient]]:
     """(SDK client, data-plane client): the SDK client for start-up checks and tools; the
     data-plane client for the pipeline's four hot calls, chosen by FANOUT_SQS_CLIENT: the same
-    SDK client, or a ``LeanSQSClient`` (fanout.aws.lean)."""
+    SDK client, or a ``LeanSQSClient`` (fanout.aws.lean) built from the same session and
+    Config: same credentials, endpoint, proxies and trust store (fanout.aws.transport)."""
     session = session or aioboto3.Session()
     async with create_client(settings, session, **credentials) as sdk:
         if settings.sqs_client == "sdk":
@@ -112,6 +122,8 @@ async def create_clients(
             max_pool_connections=settings.max_pool_connections,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=read_timeout(settings),
+            session=botocore_session(session),
+            config=session_config(settings, session),
             credentials=credentials,
         )
         async with lean:
