@@ -50,7 +50,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.exceptions import SSLError as BotoSSLError
-from botocore.httpsession import get_cert_path, mask_proxy_url
+from botocore.httpsession import get_cert_path
 from botocore.regions import EndpointResolver
 from yarl import URL
 
@@ -280,7 +280,6 @@ class LeanSQSClient:
                 data=body,
                 headers=headers,
                 proxy=proxy.url if proxy is not None else None,
-                proxy_headers=proxy.headers if proxy is not None else None,
             ) as response:
                 raw = await response.read()
                 status = response.status
@@ -288,7 +287,7 @@ class LeanSQSClient:
         except aiohttp.ClientSSLError as exc:
             raise BotoSSLError(endpoint_url=endpoint.url, error=exc) from exc
         except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
-            masked = mask_proxy_url(str(proxy.url)) if proxy is not None else ""
+            masked = proxy.masked if proxy is not None else ""
             raise ProxyConnectionError(proxy_url=masked, error=exc) from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             raise ConnectionClosedError(endpoint_url=endpoint.url, error=exc) from exc

@@ -9,8 +9,8 @@ functions, so both clients reach the same endpoint through the same proxy:
   profile's ``services`` section or ``endpoint_url`` (``ConfiguredEndpointProvider``), else the
   regional endpoint from botocore's table (FIPS / dual-stack honoured);
 - proxies: the ``Config``'s ``proxies``, else ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY``
-  with ``NO_PROXY`` (``get_environ_proxies``); scheme choice and ``Proxy-Authorization`` from
-  the proxy URL's user info (``ProxyConfiguration``); ``proxy_ca_bundle`` and
+  with ``NO_PROXY`` (``get_environ_proxies``); the scheme's proxy (``ProxyConfiguration``),
+  its URL's user info sent as ``Proxy-Authorization``; ``proxy_ca_bundle`` and
   ``proxy_client_cert`` from the ``Config``'s ``proxies_config``, else from the profile;
 - trust store: ``AWS_CA_BUNDLE`` / ``ca_bundle``, else botocore's default bundle.
 
@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiobotocore.session import AioSession
 from botocore.config import Config
 from botocore.configprovider import ConfiguredEndpointProvider
-from botocore.httpsession import ProxyConfiguration, get_cert_path
+from botocore.httpsession import ProxyConfiguration, get_cert_path, mask_proxy_url
 from botocore.regions import EndpointResolver
 from botocore.utils import get_environ_proxies
 from yarl import URL
@@ -87,11 +87,12 @@ def proxies_settings(session: AioSession, config: Config | None) -> dict[str, An
 
 @dataclass(frozen=True, slots=True)
 class Proxy:
-    """The forwarding proxy for one endpoint (``url`` without user info; the credentials go
-    as ``Proxy-Authorization`` in ``headers``, as botocore sends them)."""
+    """The forwarding proxy for one endpoint. ``url`` keeps its user info: aiohttp sends it as
+    ``Proxy-Authorization``, on forwarded requests and on CONNECT alike (its ``proxy_headers``
+    reach only CONNECT); ``masked`` is for messages."""
 
-    url: URL
-    headers: Mapping[str, str] | None
+    url: URL = field(repr=False)
+    masked: str
 
 
 class ProxyPolicy:
@@ -122,9 +123,7 @@ class ProxyPolicy:
         proxy_url = config.proxy_url_for(url)
         if not proxy_url:
             return None
-        headers = config.proxy_headers_for(proxy_url)
-        parsed = URL(proxy_url)
-        return Proxy(url=parsed.with_user(None), headers=headers or None)
+        return Proxy(url=URL(proxy_url), masked=mask_proxy_url(proxy_url))
 
 
 def tls_context(ca_bundle: str | None, settings: Mapping[str, Any]) -> ssl.SSLContext:
