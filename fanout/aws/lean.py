@@ -214,6 +214,10 @@ class LeanSQSClient:
     ) -> None:
         await self.close()
 
+    def endpoint(self, queue_url: str) -> Endpoint:
+        """Where this queue's calls go (and through which proxy), and their signing region."""
+        return self._endpoints(queue_url)
+
     async def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:
