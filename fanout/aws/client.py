@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import aioboto3
 from aiobotocore.config import AioConfig
+from botocore.httpsession import where
 
 from fanout.aws.lean import open_lean_client
-from fanout.aws.transport import botocore_session, proxies_settings
+from fanout.aws.transport import VerifyingAIOHTTPSession, botocore_session, proxies_settings
 from fanout.aws.urls import region_of
 from fanout.config import Settings
 from fanout.errors import ConfigError
@@ -43,25 +44,31 @@ def read_timeout(settings: Settings) -> float:
     return settings.wait_time_seconds + 10.0
 
 
-def client_config(settings: Settings) -> AioConfig:
+def client_config(settings: Settings, proxies_config: dict[str, Any] | None = None) -> AioConfig:
     # SDK retries off: fanout classifies and backs off itself (fanout.aws.retry), exactly once.
     # Client-side parameter validation is off: fanout builds every request itself and SQS
-    # validates them anyway (bench: -9% CPU per event).
+    # validates them anyway (bench: -9% CPU per event). TLS: the host name is checked too
+    # (fanout.aws.transport.VerifyingAIOHTTPSession).
     return AioConfig(
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=settings.max_pool_connections,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=read_timeout(settings),
         parameter_validation=False,
+        proxies_config=proxies_config,
+        http_session_cls=VerifyingAIOHTTPSession,
     )
 
 
 def session_config(settings: Settings, session: aioboto3.Session) -> AioConfig:
-    """``client_config`` plus the profile's ``proxy_ca_bundle``/``proxy_client_cert``, which
-    aiobotocore reads but does not apply: both clients get them (fanout.aws.transport)."""
-    config = client_config(settings)
-    from_profile = proxies_settings(botocore_session(session), config)
-    return config.merge(AioConfig(proxies_config=from_profile)) if from_profile else config
+    """``client_config`` plus the proxy settings of the profile (``proxy_ca_bundle``,
+    ``proxy_client_cert``), which aiobotocore reads but does not apply: both clients get them
+    (fanout.aws.transport). Without a ``proxy_ca_bundle``, aiobotocore would connect through a
+    proxy with TLS verification off; the trust store as ``proxy_ca_bundle`` turns it on."""
+    boto = botocore_session(session)
+    proxies = proxies_settings(boto, None)
+    proxies.setdefault("proxy_ca_bundle", boto.get_config_variable("ca_bundle") or where())
+    return client_config(settings, proxies)
 
 
 def _region(settings: Settings, session: aioboto3.Session) -> str:

@@ -14,9 +14,11 @@ functions, so both clients reach the same endpoint through the same proxy:
   ``proxy_client_cert`` from the ``Config``'s ``proxies_config``, else from the profile;
 - trust store: ``AWS_CA_BUNDLE`` / ``ca_bundle``, else botocore's default bundle.
 
-One difference, on purpose: aiobotocore (2.25) connects through a proxy with TLS verification
-OFF unless ``proxy_ca_bundle`` or ``proxy_client_cert`` is set (``AIOHTTPSession.
-_create_connector``); the lean client always verifies the server's chain and host name.
+TLS: the lean client always verifies the server's chain and host name. aiobotocore (2.25)
+checks neither through a proxy unless ``proxy_ca_bundle`` or ``proxy_client_cert`` is set
+(``AIOHTTPSession._create_connector``), and never the host name (its context has
+``check_hostname`` off); fanout's SDK client gets both (``VerifyingAIOHTTPSession`` and a
+``proxy_ca_bundle`` default in ``fanout.aws.client.session_config``).
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
 from botocore.config import Config
 from botocore.configprovider import ConfiguredEndpointProvider
-from botocore.httpsession import ProxyConfiguration, get_cert_path, mask_proxy_url
+from botocore.httpsession import (
+    ProxyConfiguration,
+    create_urllib3_context,
+    get_cert_path,
+    mask_proxy_url,
+)
 from botocore.regions import EndpointResolver
 from botocore.utils import get_environ_proxies
 from yarl import URL
@@ -200,3 +208,15 @@ class Transport:
             proxies=ProxyPolicy(option(config, "proxies"), settings),
             tls=tls_context(session.get_config_variable("ca_bundle"), settings),
         )
+
+
+class VerifyingAIOHTTPSession(AIOHTTPSession):
+    """aiobotocore's HTTP session, checking the server's host name too (AioConfig's
+    ``http_session_cls``). aiobotocore builds its TLS contexts with urllib3's recipe, which
+    leaves the host-name check to urllib3; aiohttp does not do it, so nothing did: a trusted
+    CA's certificate for any host was accepted (tests/integration/test_client_transport.py)."""
+
+    def _get_ssl_context(self) -> ssl.SSLContext:
+        context: ssl.SSLContext = create_urllib3_context()  # what aiobotocore's returns
+        context.check_hostname = True
+        return context

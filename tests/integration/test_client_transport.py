@@ -163,8 +163,10 @@ async def test_no_proxy_bypasses_the_proxy(
         await round_trip(kind, queue_url, moto_endpoint)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("identity", ["wrong-host.test", "untrusted-ca"])
-async def test_lean_client_verifies_tls_through_the_proxy(
+async def test_tls_verified_through_the_proxy_and_directly(
+    kind: str,
     identity: str,
     sqs: Any,
     moto_endpoint: str,
@@ -173,8 +175,10 @@ async def test_lean_client_verifies_tls_through_the_proxy(
     ca: trustme.CA,
     ca_bundle: str,
 ) -> None:
-    """A certificate for another host, or from a CA outside the trust store, is refused through
-    a CONNECT tunnel as it is directly."""
+    """A certificate for another host, or from a CA outside the trust store, is refused
+    through a CONNECT tunnel and directly. aiobotocore alone accepts all four (through a proxy
+    it turns verification off; directly it skips the host name): fanout's SDK client is
+    configured not to (fanout.aws.client.session_config)."""
     queue_url = await new_queue(sqs)
     cert = (
         trustme.CA().issue_cert("127.0.0.1")
@@ -185,8 +189,31 @@ async def test_lean_client_verifies_tls_through_the_proxy(
         proxy_env.setenv("HTTPS_PROXY", forward_proxy.url())
         proxy_env.setenv("AWS_CA_BUNDLE", ca_bundle)
         with pytest.raises(SSLError):
-            await round_trip("lean", queue_url, front.url)
+            await round_trip(kind, queue_url, front.url)
+        assert await forward_proxy.wait_for("CONNECT", host_port(front.url))
         proxy_env.delenv("HTTPS_PROXY")
         with pytest.raises(SSLError):
-            await round_trip("lean", queue_url, front.url)
-        assert await forward_proxy.wait_for("CONNECT", host_port(front.url))
+            await round_trip(kind, queue_url, front.url)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_connect_with_proxy_credentials(
+    kind: str,
+    sqs: Any,
+    moto_endpoint: str,
+    tmp_path: Path,
+    proxy_env: Any,
+    ca: trustme.CA,
+    ca_bundle: str,
+) -> None:
+    """Proxy-Authorization on the CONNECT request; a refused tunnel is ProxyConnectionError."""
+    queue_url = await new_queue(sqs)
+    with ForwardProxy(tmp_path, basic_auth="fan:s3cret") as guarded:
+        async with tls_front(ca.issue_cert("127.0.0.1"), moto_endpoint) as front:
+            proxy_env.setenv("AWS_CA_BUNDLE", ca_bundle)
+            proxy_env.setenv("HTTPS_PROXY", guarded.url("fan:s3cret"))
+            assert await round_trip(kind, queue_url, front.url) == [f"{kind}-{i}" for i in range(3)]
+            assert await guarded.wait_for("CONNECT", host_port(front.url))
+            proxy_env.setenv("HTTPS_PROXY", guarded.url("fan:wrong"))
+            with pytest.raises(ProxyConnectionError):
+                await round_trip(kind, queue_url, front.url)
