@@ -8,9 +8,9 @@ functions, so both clients reach the same endpoint through the same proxy:
   ``ignore_configured_endpoint_urls``) ``AWS_ENDPOINT_URL_SQS``, ``AWS_ENDPOINT_URL``, the
   profile's ``services`` section or ``endpoint_url`` (``ConfiguredEndpointProvider``), else the
   regional endpoint from botocore's table (FIPS / dual-stack honoured);
-- proxies: the ``Config``'s ``proxies``, else ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY``
-  with ``NO_PROXY`` (``get_environ_proxies``); the scheme's proxy (``ProxyConfiguration``),
-  its URL's user info sent as ``Proxy-Authorization``; ``proxy_ca_bundle`` and
+- proxies: the ``Config``'s ``proxies``, else ``HTTP_PROXY`` / ``HTTPS_PROXY`` with
+  ``NO_PROXY`` (``get_environ_proxies``); the scheme's proxy (``ProxyConfiguration``: not
+  ``ALL_PROXY``), its URL's user info sent as ``Proxy-Authorization``; ``proxy_ca_bundle`` and
   ``proxy_client_cert`` from the ``Config``'s ``proxies_config``, else from the profile;
 - trust store: ``AWS_CA_BUNDLE`` / ``ca_bundle``, else botocore's default bundle.
 

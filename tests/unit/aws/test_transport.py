@@ -218,3 +218,20 @@ def test_tls_context_always_verifies(tmp_path: Path) -> None:
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     with pytest.raises(ConfigError, match="AWS_CA_BUNDLE"):
         tls_context(str(tmp_path / "missing.pem"), {})
+
+
+def test_all_proxy_is_ignored_as_by_botocore(aws_env: Any) -> None:
+    aws_env({"ALL_PROXY": "http://all.corp.test:3128"})
+    assert ProxyPolicy().for_url("https://sqs.eu-west-1.amazonaws.com/") is None
+
+
+async def test_sdk_client_verifies_through_proxies_by_default(aws_env: Any, tmp_path: Path) -> None:
+    """With no proxy_ca_bundle configured, the trust store is the SDK client's, so aiobotocore
+    keeps TLS verification on through a proxy (tested end to end in test_client_transport)."""
+    import trustme
+
+    bundle = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(bundle))
+    aws_env({"AWS_CA_BUNDLE": str(bundle)})
+    async with create_clients(Settings(region="eu-west-1"), aioboto3.Session()) as (sdk, _):
+        assert sdk.meta.config.proxies_config == {"proxy_ca_bundle": str(bundle)}
