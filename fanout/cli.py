@@ -26,6 +26,7 @@ from fanout.rules import load_rules
 from fanout.runtime.cpus import available_cpus
 from fanout.runtime.heap import settle_heap
 from fanout.runtime.supervisor import supervise, watch_parent
+from fanout.runtime.tasks import CRASH_LOOP_EXIT
 from fanout.service import Service
 from fanout.signals import install_signal_handlers
 
@@ -266,7 +267,7 @@ def run_command(args: argparse.Namespace) -> int:
         if telemetry is not None:
             telemetry.shutdown()  # flush the last spans and metrics
     report(stats, args.summary_json)
-    return 0
+    return CRASH_LOOP_EXIT if stats.crash_loop else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

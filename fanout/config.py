@@ -163,6 +163,12 @@ class Settings(BaseSettings):
         description="Set by the --processes supervisor for its children (logs, OTLP resource); "
         "not for users.",
     )
+    http_socket_fd: int | None = Field(
+        default=None,
+        ge=0,
+        description="Set by the --processes supervisor for its children: the inherited, "
+        "already bound socket of their health endpoints (no port race); not for users.",
+    )
 
     @field_validator("processes", mode="before")
     @classmethod

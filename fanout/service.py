@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -41,6 +42,7 @@ from fanout.pipeline.worker import Worker
 from fanout.reload import RulesChange, RulesReloader
 from fanout.rules import RuleSet
 from fanout.rules import load_rules as load_rules_file
+from fanout.runtime.tasks import TaskSupervisor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -103,6 +105,8 @@ class Service:
         )
         self.work: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.max_in_flight)
         self.stop = asyncio.Event()
+        # Every long-lived task runs under it: a crash is logged, counted and restarted.
+        self.tasks = TaskSupervisor(self.stats, self.stop)
         rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         backoff = Backoff.from_settings(settings)
         self.acker = Acker(
@@ -219,16 +223,17 @@ class Service:
         self.inflight.last_message_at = time.monotonic()
         if self.health is not None:
             assert s.http_port is not None
-            await self.health.start(s.http_host, s.http_port)
+            await self.health.start(s.http_host, s.http_port, s.http_socket_fd)
         for poller in self.pollers:
             # Drain mode: short polls, so the exit never waits out a long poll.
             poller.drain = exit_when_idle is not None
-        heartbeat = asyncio.create_task(self.acker.heartbeat(), name="visibility heartbeat")
-        reloader = asyncio.create_task(self.reloader.run(), name="rules reload")
-        pollers = [asyncio.create_task(p.run(), name="poller") for p in self.pollers]
-        workers = [asyncio.create_task(w.run(self.work), name="worker") for w in self.workers]
+        tasks = self.tasks
+        heartbeat = tasks.spawn("visibility heartbeat", self.acker.heartbeat)
+        reloader = tasks.spawn("rules reload", self.reloader.run)
+        pollers = [tasks.spawn("poller", p.run) for p in self.pollers]
+        workers = [tasks.spawn("worker", functools.partial(w.run, self.work)) for w in self.workers]
         idle = (
-            asyncio.create_task(self._watch_idle(exit_when_idle), name="idle watch")
+            tasks.spawn("idle watch", functools.partial(self._watch_idle, exit_when_idle))
             if exit_when_idle is not None
             else None
         )
@@ -245,6 +250,7 @@ class Service:
             if self.health is not None:
                 await self.health.stop()
             self.stats.peak_in_flight_bytes = self.inflight.peak_bytes
+            self.stats.crash_loop = self.tasks.failed
         return self.stats
 
     @property

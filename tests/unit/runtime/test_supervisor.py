@@ -93,3 +93,12 @@ def test_bind_rules_file_points_targets_at_new_urls(tmp_path: Path) -> None:
     rules = load_rules(bound, env={})
     assert {n: t.queue_url for n, t in rules.targets.items()} == urls
     assert yaml.safe_load(bound.read_text())["rules"][0]["id"] == "r"
+
+
+def test_child_env_passes_the_inherited_health_socket() -> None:
+    settings = Settings(source_queue_url="http://127.0.0.1:1/q/src", http_port=8080)
+    env = child_env({"FANOUT_HTTP_SOCKET_FD": "99"}, settings, 1, 41234, None, 7)
+    assert env["FANOUT_HTTP_SOCKET_FD"] == "7"
+    assert "FANOUT_HTTP_SOCKET_FD" not in child_env(
+        {"FANOUT_HTTP_SOCKET_FD": "99"}, settings, 1, None
+    )
