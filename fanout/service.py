@@ -38,11 +38,11 @@ from fanout.pipeline.poller import Poller
 from fanout.pipeline.routing import Routing
 from fanout.pipeline.sender import QueueSender, SenderFactory
 from fanout.pipeline.settle import Settler
+from fanout.pipeline.tasks import TaskSupervisor
 from fanout.pipeline.worker import Worker
 from fanout.reload import RulesChange, RulesReloader
 from fanout.rules import RuleSet
 from fanout.rules import load_rules as load_rules_file
-from fanout.runtime.tasks import TaskSupervisor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

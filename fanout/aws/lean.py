@@ -56,6 +56,7 @@ from fanout.aws.credentials import CredentialSource
 from fanout.aws.retry import MessageIntegrityError
 from fanout.aws.sigv4 import SigV4Signer, canonical_host
 from fanout.aws.urls import region_of
+from fanout.jsontypes import bytes_as_base64
 
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 # Requests at least this large are copied to their exact size (see ``_call``); below it
@@ -136,13 +137,6 @@ class EndpointTable:
             found = endpoint_of(f"https://{hostname or f'sqs.{region}.amazonaws.com'}/", region)
             self._by_region[region] = found
         return found
-
-
-def _bytes_as_base64(value: Any) -> str:
-    """orjson's hook for what it cannot encode: blobs (BinaryValue) go as base64, like botocore."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(value).decode("ascii")
-    raise TypeError(f"cannot encode {type(value).__name__} in an SQS request")
 
 
 class LeanSQSClient:
@@ -231,7 +225,7 @@ class LeanSQSClient:
         if session is None:
             raise RuntimeError("LeanSQSClient is not open (use it with `async with`)")
         endpoint = self._endpoints(params["QueueUrl"])
-        body = orjson.dumps(params, default=_bytes_as_base64)
+        body = orjson.dumps(params, default=bytes_as_base64)
         if len(body) >= EXACT_COPY_BYTES:
             # orjson allocates ~9 bytes per character of a long string and keeps the excess: a
             # 1 MiB copy's request held a 9 MiB block while sent. Freed, such blocks scatter

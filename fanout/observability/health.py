@@ -13,18 +13,33 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from fanout.errors import StartupError
-from fanout.pipeline.inflight import InFlight
 
 log = logging.getLogger(__name__)
 
 
+class Progress(Protocol):
+    """What readiness reads of the messages in flight (``fanout.pipeline.inflight.InFlight``);
+    a protocol, so observability does not import the pipeline."""
+
+    @property
+    def last_settled_at(self) -> float: ...
+
+    @property
+    def last_receive_ok_at(self) -> float | None: ...
+
+    @property
+    def held(self) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
 def not_ready_reason(
-    inflight: InFlight, *, window: float, stopping: bool, now: float | None = None
+    inflight: Progress, *, window: float, stopping: bool, now: float | None = None
 ) -> str | None:
     """Why the service is not ready, or None when it is (pure; ``now`` is time.monotonic())."""
     now = time.monotonic() if now is None else now
@@ -95,7 +110,7 @@ class HealthServer:
 
     def __init__(
         self,
-        inflight: InFlight,
+        inflight: Progress,
         stop: asyncio.Event,
         *,
         window: float,

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from fanout.runtime.tasks import TaskSupervisor
+from fanout.pipeline.tasks import TaskSupervisor
 from tests.support.harness import Harness, dumps, simplified
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from fanout.observability.stats import Stats
-from fanout.runtime.tasks import TaskSupervisor
+from fanout.pipeline.tasks import TaskSupervisor
 
 
 def supervisor(stats: Stats, stop: asyncio.Event, **options: float) -> TaskSupervisor:
