@@ -59,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint-url", help="FANOUT_ENDPOINT_URL (LocalStack, moto)")
     run.add_argument("--region", help="FANOUT_REGION")
     run.add_argument("--pollers", type=int, help="FANOUT_POLLERS")
-    run.add_argument("--workers", type=int, help="FANOUT_WORKERS")
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="FANOUT_WORKERS: validate+match tasks; not a throughput knob (one event loop "
+        "does the work): use --processes for more cores",
+    )
     run.add_argument("--max-in-flight", type=int, help="FANOUT_MAX_IN_FLIGHT")
     run.add_argument("--max-in-flight-bytes", type=int, help="FANOUT_MAX_IN_FLIGHT_BYTES")
     run.add_argument("--linger-ms", type=float, help="FANOUT_LINGER_MS")

@@ -57,7 +57,14 @@ class Settings(BaseSettings):
     )
 
     pollers: int = Field(default=4, ge=1, le=256, description="Concurrent ReceiveMessage loops.")
-    workers: int = Field(default=4, ge=1, le=1024, description="Validate+match workers.")
+    workers: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Validate+match tasks on the one event loop. Not a throughput knob: "
+        "handling never awaits, so one worker takes every queued message while the others "
+        "wait (bench/results/workers.md); cores come from FANOUT_PROCESSES (--processes).",
+    )
     max_in_flight: int = Field(
         default=1000,
         ge=10,

@@ -1,8 +1,8 @@
 """The lean SQS data-plane client: the four hot calls over aiohttp, awsJson1_0, orjson.
 
-aiobotocore spends ~1 ms of CPU per SendMessageBatch on per-call machinery (request objects,
-event hooks, model-driven serialization and parsing) for ~0.2 ms of actual work (bench:
-bench/client_call.py). fanout's pipeline makes four calls on its data plane, always with the
+aiobotocore spends most of a SendMessageBatch's CPU on per-call machinery (request objects,
+event hooks, model-driven serialization and parsing), several times the work itself (see
+bench/README.md's numbers). fanout's pipeline makes four calls on its data plane, always with the
 same shapes, so this client makes exactly those four, with the SDK's keyword arguments and
 response dicts: the pipeline cannot tell the two apart (tests/integration/test_client_contract.py
 runs one contract suite against both).
@@ -227,10 +227,10 @@ class LeanSQSClient:
         endpoint = self._endpoints(params["QueueUrl"])
         body = orjson.dumps(params, default=bytes_as_base64)
         if len(body) >= EXACT_COPY_BYTES:
-            # orjson allocates ~9 bytes per character of a long string and keeps the excess: a
-            # 1 MiB copy's request held a 9 MiB block while sent. Freed, such blocks scatter
-            # glibc's heap, which then keeps what later bodies touch: RSS went to 400 MiB at a
-            # 128 MiB budget (bench.soak --event-kb 1024). An exact copy frees the block now.
+            # orjson over-allocates for a long string and keeps the excess while the request is
+            # sent. Freed, such blocks scatter glibc's heap, which then keeps what later bodies
+            # touch: RSS grew far past FANOUT_MAX_IN_FLIGHT_BYTES (bench/README.md, "Numbers
+            # behind code choices"). An exact copy frees the block now.
             body = bytes(memoryview(body))
         headers = {
             "Host": endpoint.host,
