@@ -62,8 +62,9 @@ class Settings(BaseSettings):
         ge=1,
         le=1024,
         description="Validate+match tasks on the one event loop. Not a throughput knob: "
-        "handling never awaits, so one worker takes every queued message while the others "
-        "wait (bench/results/workers.md); cores come from FANOUT_PROCESSES (--processes).",
+        "handling never awaits, so a worker handles every message already queued before it "
+        "yields and the others mostly wait (bench/results/workers.md); cores come from "
+        "FANOUT_PROCESSES (--processes).",
     )
     max_in_flight: int = Field(
         default=1000,
