@@ -1,8 +1,8 @@
 """The lean SQS data-plane client: the four hot calls over aiohttp, awsJson1_0, orjson.
 
-aiobotocore spends ~1 ms of CPU per SendMessageBatch on per-call machinery (request objects,
-event hooks, model-driven serialization and parsing) for ~0.2 ms of actual work (bench:
-bench/client_call.py). fanout's pipeline makes four calls on its data plane, always with the
+aiobotocore spends most of a SendMessageBatch's CPU on per-call machinery (request objects,
+event hooks, model-driven serialization and parsing), several times the work itself (see
+bench/README.md's numbers). fanout's pipeline makes four calls on its data plane, always with the
 same shapes, so this client makes exactly those four, with the SDK's keyword arguments and
 response dicts: the pipeline cannot tell the two apart (tests/integration/test_client_contract.py
 runs one contract suite against both).
@@ -60,6 +60,7 @@ from fanout.aws.retry import MessageIntegrityError
 from fanout.aws.sigv4 import SigV4Signer, canonical_host
 from fanout.aws.transport import Proxy, ProxyPolicy, Transport
 from fanout.aws.urls import region_of
+from fanout.jsontypes import bytes_as_base64
 
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 # Requests at least this large are copied to their exact size (see ``_call``); below it
@@ -149,13 +150,6 @@ class EndpointTable:
             )
             self._by_region[region] = found
         return found
-
-
-def _bytes_as_base64(value: Any) -> str:
-    """orjson's hook for what it cannot encode: blobs (BinaryValue) go as base64, like botocore."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(value).decode("ascii")
-    raise TypeError(f"cannot encode {type(value).__name__} in an SQS request")
 
 
 class LeanSQSClient:
@@ -249,12 +243,12 @@ class LeanSQSClient:
         if session is None:
             raise RuntimeError("LeanSQSClient is not open (use it with `async with`)")
         endpoint = self._endpoints(params["QueueUrl"])
-        body = orjson.dumps(params, default=_bytes_as_base64)
+        body = orjson.dumps(params, default=bytes_as_base64)
         if len(body) >= EXACT_COPY_BYTES:
-            # orjson allocates ~9 bytes per character of a long string and keeps the excess: a
-            # 1 MiB copy's request held a 9 MiB block while sent. Freed, such blocks scatter
-            # glibc's heap, which then keeps what later bodies touch: RSS went to 400 MiB at a
-            # 128 MiB budget (bench.soak --event-kb 1024). An exact copy frees the block now.
+            # orjson over-allocates for a long string and keeps the excess while the request is
+            # sent. Freed, such blocks scatter glibc's heap, which then keeps what later bodies
+            # touch: RSS grew far past FANOUT_MAX_IN_FLIGHT_BYTES (bench/README.md, "Numbers
+            # behind code choices"). An exact copy frees the block now.
             body = bytes(memoryview(body))
         headers = {
             "Host": endpoint.host,

@@ -299,6 +299,12 @@ def observe_stats(
         "Rules reloads (SIGHUP, --watch-rules), per result: ok, error (old rules kept)",
         lambda: by("result", stats.reloads),
     )
+    counter(
+        "fanout.task.crashes",
+        "{crash}",
+        "Crashes of long-lived tasks (heartbeat, reloader, pollers, workers), per task name",
+        lambda: by("fanout.task", stats.task_crashes),
+    )
     meter.create_observable_gauge(
         "fanout.inflight.messages",
         callbacks=[lambda _: [Observation(inflight(), source_attributes)]],

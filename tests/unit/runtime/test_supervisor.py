@@ -103,3 +103,12 @@ def test_merge_metrics_adds_the_supervisor_s_restart_counter_per_child() -> None
     assert {s.labels["fanout_process"]: s.value for s in restarts.samples} == {"0": 2.0, "1": 0.0}
     # Served even when no child answers (all being restarted).
     assert b"fanout_child_restarts_total" in merge_metrics({}, {0: 3})
+
+
+def test_child_env_passes_the_inherited_health_socket() -> None:
+    settings = Settings(source_queue_url="http://127.0.0.1:1/q/src", http_port=8080)
+    env = child_env({"FANOUT_HTTP_SOCKET_FD": "99"}, settings, 1, 41234, None, 7)
+    assert env["FANOUT_HTTP_SOCKET_FD"] == "7"
+    assert "FANOUT_HTTP_SOCKET_FD" not in child_env(
+        {"FANOUT_HTTP_SOCKET_FD": "99"}, settings, 1, None
+    )

@@ -204,9 +204,8 @@ def diff_command(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
 
 def _dlq_bodies(args: argparse.Namespace) -> list[str]:
     from fanout.aws.client import create_client
-    from fanout.cli import run_async
+    from fanout.commands.common import read_all, run_async
     from fanout.config import load_settings
-    from fanout.ops.cli import read_all
 
     settings = load_settings(
         dlq_url=args.from_dlq, endpoint_url=args.endpoint_url, region=args.region
