@@ -109,6 +109,9 @@ class Acker:
         """Leave the message alone: SQS redelivers it after its visibility timeout (and its
         redrive policy takes it once its receive count is spent). Frees its slot now."""
         self._stats.abandoned += 1
+        # Invisible until its visibility timeout runs out (extend_at is half of it before).
+        visible_at = message.extend_at + self.visibility_timeout / 2
+        self._inflight.abandoned_until = max(self._inflight.abandoned_until, visible_at)
         self._inflight.remove(message)
 
     def release(self, message: Received) -> None:
