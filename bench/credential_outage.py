@@ -78,15 +78,16 @@ async def one_run(
     variant: str, src: Path, args: argparse.Namespace, tmp: Path, seed: int
 ) -> dict[str, Any]:
     endpoint = args.endpoint
+    slug = "before" if variant.startswith("before") else "after"
     async with client(endpoint) as sqs:
-        fleet = await make_fleet(sqs, endpoint, tmp, f"cred-{variant}")
+        fleet = await make_fleet(sqs, endpoint, tmp, f"cred-{slug}")
         try:
             events = make_events(args.events, seed=seed)
             async with FaultProxy(endpoint) as proxy:
                 window = proxy.add(
                     During(expired_token(), start=args.window_start, duration=args.window)
                 )
-                summary_path = tmp / f"summary-{variant}-{seed}.json"
+                summary_path = tmp / f"summary-{slug}-{seed}.json"
                 fanout_env = fleet.env(proxy.url, **SETTINGS)
                 env = child_env({k: v for k, v in fanout_env.items() if k.startswith("FANOUT_")})
                 env["PYTHONPATH"] = str(src)

@@ -133,6 +133,31 @@ EXPIRED_RECEIPT_CODES = frozenset(
 )
 
 
+# Connection failures and timeouts, as classify_exception names them (the exception's class).
+CONNECTION_ERROR_CODES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ProxyConnectionError",
+        "HTTPClientError",
+        "TimeoutError",
+    }
+)
+
+
+def ends_by_itself(failure: Failure) -> bool:
+    """A failure that passes without anyone fixing anything (credentials refreshed, a throttle
+    or an outage over, a connection back): a message left to come back for it will be
+    delivered then, so ``--exit-when-idle`` waits for it (fanout.service)."""
+    return (
+        failure.credentials
+        or failure.code in RETRYABLE_CODES
+        or failure.code in CONNECTION_ERROR_CODES
+    )
+
+
 class MessageIntegrityError(Exception):
     """A received message whose body does not match its MD5OfBody (corrupted on the way).
 

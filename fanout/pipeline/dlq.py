@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from fanout.aws.retry import Failure
+from fanout.aws.retry import Failure, ends_by_itself
 from fanout.observability.stats import Stats
 from fanout.outcomes import DlqReason, ErrorKind
 from fanout.pipeline.acker import Acker
@@ -175,4 +175,4 @@ class DeadLetters:
             failure.code,
         )
         self._stats.error(ErrorKind.DLQ_WRITE, failure.code)
-        self._acker.abandon(copy.source)
+        self._acker.abandon(copy.source, returns=ends_by_itself(failure))

@@ -76,7 +76,7 @@ class Settler:
                 "copies still refused for fanout's credentials (%s); left to be redelivered",
                 ",".join(sorted({f.code for f in message.failures.values() if f.credentials})),
             )
-            self._acker.abandon(message)
+            self._acker.abandon(message, returns=True)
         elif message.failures:
             self._dead_letters.write(message, delivery_failure_record(message))
         else:
