@@ -75,13 +75,18 @@ async def call_batch(
     ``on_attempt`` is told after each attempt whether the queue is working: None when some
     entry was accepted or nothing needs a retry, else the failure that is retried.
     """
-    batch = _BatchCall(
-        operation, call, entry_of, _guarded(on_settled, operation), backoff, rng, stats
-    )
-    batch.observer = observer
-    batch.on_attempt = on_attempt
-    batch.outage = outage
-    await batch.run(items)
+    await _BatchCall(
+        operation,
+        call,
+        entry_of,
+        _guarded(on_settled, operation),
+        backoff=backoff,
+        rng=rng,
+        stats=stats,
+        observer=observer,
+        on_attempt=on_attempt,
+        outage=outage,
+    ).run(items)
 
 
 @dataclass(slots=True)
@@ -104,9 +109,13 @@ class _BatchCall(Generic[T]):
         call: Callable[[list[dict[str, Any]]], Awaitable[Mapping[str, Any]]],
         entry_of: Callable[[T], Mapping[str, Any]],
         on_settled: OnSettled[T],
+        *,
         backoff: Backoff,
         rng: random.Random,
         stats: Stats,
+        observer: CallObserver | None,
+        on_attempt: Callable[[Failure | None], None] | None,
+        outage: CredentialOutage | None,
     ) -> None:
         self.operation = operation
         self.call = call
@@ -115,9 +124,9 @@ class _BatchCall(Generic[T]):
         self.backoff = backoff
         self.rng = rng
         self.stats = stats
-        self.observer: CallObserver | None = None
-        self.on_attempt: Callable[[Failure | None], None] | None = None
-        self.outage: CredentialOutage | None = None
+        self.observer = observer
+        self.on_attempt = on_attempt
+        self.outage = outage
 
     async def run(self, items: Sequence[T]) -> None:
         """Every item settled: the batch, then (after a split) each entry alone."""
