@@ -6,7 +6,8 @@
 Issue 22's scenario: ``python -m fanout run --exit-when-idle 25`` drains a source queue that
 2,000 events trickle into (100/s), through the fault proxy (fanout/testing/faultproxy.py),
 which answers every SendMessageBatch (targets and DLQ) with ``400 ExpiredToken`` for
-``--window`` seconds from ``--window-start`` seconds after launch: a web-identity or
+``--window`` seconds from ``--window-start`` seconds after fanout's first SendMessageBatch
+(not after launch: a loaded machine delays the start): a web-identity or
 assumed-role credential that expired before its refresh landed.
 
 Reported per run: SendMessageBatch calls refused in the window (the fault proxy's count),
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import subprocess
 import tempfile
@@ -43,7 +45,7 @@ from fanout.testing.accounting import (
     make_fleet,
     publish,
 )
-from fanout.testing.faultproxy import During, FaultProxy, expired_token
+from fanout.testing.faultproxy import During, FaultProxy, SqsRequest, Tap, expired_token
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,9 +86,17 @@ async def one_run(
         try:
             events = make_events(args.events, seed=seed)
             async with FaultProxy(endpoint) as proxy:
-                window = proxy.add(
-                    During(expired_token(), start=args.window_start, duration=args.window)
-                )
+                # The window opens --window-start s after fanout's first SendMessageBatch, so a
+                # slow start on a loaded machine does not shift it past the traffic.
+                window = During(expired_token(), start=math.inf, duration=args.window)
+
+                def open_window(request: SqsRequest) -> None:
+                    if window.start == math.inf:
+                        window.start = args.window_start
+                        window.restart()
+
+                proxy.add(Tap("SendMessageBatch", on_request=open_window))
+                proxy.add(window)
                 summary_path = tmp / f"summary-{slug}-{seed}.json"
                 fanout_env = fleet.env(proxy.url, **SETTINGS)
                 env = child_env({k: v for k, v in fanout_env.items() if k.startswith("FANOUT_")})
@@ -101,7 +111,6 @@ async def one_run(
                     stderr=asyncio.subprocess.PIPE,
                 )
                 started = time.monotonic()
-                window.restart()
                 publisher = asyncio.create_task(publish(sqs, fleet.source, events, rate=args.rate))
                 _, stderr = await proc.communicate()
                 wall = time.monotonic() - started
@@ -141,7 +150,8 @@ async def one_run(
 def render(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         f"credential outage: {meta['window']:.0f} s of ExpiredToken on every SendMessageBatch "
-        f"from {meta['window_start']:.0f} s, {meta['events']} events at {meta['rate']:.0f}/s, "
+        f"from {meta['window_start']:.0f} s after the first send, {meta['events']} events at "
+        f"{meta['rate']:.0f}/s, "
         f"--exit-when-idle {meta['idle']:.0f}; loadavg {meta['loadavg_before']} -> "
         f"{meta['loadavg_after']}",
         "",
@@ -206,7 +216,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="events/s published")
     parser.add_argument("--window", type=float, default=15.0, help="seconds of ExpiredToken")
     parser.add_argument(
-        "--window-start", type=float, default=5.0, help="seconds after launch it begins"
+        "--window-start",
+        type=float,
+        default=2.0,
+        help="seconds after fanout's first SendMessageBatch it begins",
     )
     parser.add_argument("--idle", type=float, default=25.0, help="--exit-when-idle seconds")
     parser.add_argument("--repeats", type=int, default=1)
