@@ -165,6 +165,8 @@ class Poller:
                 span.set_status(StatusCode.ERROR)
                 failures += 1
                 self._stats.error(ErrorKind.RECEIVE, failure.code)
+                if failure.credentials:
+                    self._stats.credential_errors[failure.code] += 1
                 level = logging.WARNING if failure.retryable else logging.ERROR
                 if failures == 1 or failures % 20 == 0:
                     log.log(
