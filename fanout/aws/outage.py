@@ -110,7 +110,8 @@ class CredentialOutage:
         return self.past_grace and self.holding > 0
 
     def not_ready_reason(self) -> str | None:
-        if not self.past_grace:
+        """Why the service is not ready (/readyz): receiving is paused."""
+        if not self.paused:
             return None
         return (
             f"SQS refused fanout's credentials for {self.failing_for():.0f}s "

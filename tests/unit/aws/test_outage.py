@@ -188,10 +188,11 @@ async def test_past_the_grace_receiving_pauses_and_readiness_fails_until_a_call_
     outage.failed("ExpiredToken")
     assert outage.ongoing and outage.not_ready_reason() is None  # within the grace
     clock.now += 10.0
-    reason = outage.not_ready_reason()
-    assert reason is not None and "ExpiredToken" in reason
+    assert outage.not_ready_reason() is None  # past the grace, but nothing waits to be sent
     outage.holding = 1  # a call waits for its turn
     assert outage.paused
+    reason = outage.not_ready_reason()
+    assert reason is not None and "ExpiredToken" in reason
     gate = asyncio.create_task(outage.wait_open())
     await asyncio.sleep(0.01)
     assert not gate.done()
@@ -207,7 +208,7 @@ async def test_nothing_held_nothing_paused() -> None:
     outage = make_outage(Stats(), grace=1.0, clock=clock)
     outage.failed("ExpiredToken")
     clock.now += 5
-    assert outage.past_grace and not outage.paused
+    assert outage.past_grace and not outage.paused and outage.not_ready_reason() is None
     await asyncio.wait_for(outage.wait_open(), 1.0)
 
 
