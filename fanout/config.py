@@ -109,6 +109,15 @@ class Settings(BaseSettings):
         "(5xx, connection errors): it keeps retrying, its source message held invisible, until "
         "both this and FANOUT_RETRY_MAX_ATTEMPTS are spent; then the DLQ. 0: attempts only.",
     )
+    credential_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="While SQS refuses fanout's credentials (ExpiredToken, a skewed clock), "
+        "messages are held and retried (within FANOUT_RETRY_MAX_SECONDS), one probe call at a "
+        "time; past this many seconds the pollers pause and /readyz fails, until a call "
+        "succeeds.",
+    )
     target_max_pending: int | None = Field(
         default=None,
         ge=1,

@@ -24,7 +24,9 @@ import time
 from typing import TYPE_CHECKING
 
 from fanout.aws.checks import check_new_targets
+from fanout.aws.credentials import refresher_for
 from fanout.aws.limits import MAX_MESSAGE_BYTES
+from fanout.aws.outage import CredentialOutage
 from fanout.aws.retry import Backoff
 from fanout.aws.urls import queue_name
 from fanout.config import Settings
@@ -127,6 +129,15 @@ class Service:
             telemetry=telemetry,
             retry_budget=settings.retry_max_seconds,
         )
+        # One per process: while SQS refuses the credentials, every sender's calls take turns.
+        self.outage = CredentialOutage(
+            backoff=backoff,
+            rng=rng,
+            stats=self.stats,
+            grace=settings.credential_grace_seconds,
+            budget=settings.retry_max_seconds,
+            refresh=refresher_for(client),
+        )
         # Owned here and shared with the factory: a reload adds the new targets' limits.
         self._queue_limits = dict(queue_limits or {})
         # Sends wait out a throttled or failing target for FANOUT_RETRY_MAX_SECONDS; deletes
@@ -141,6 +152,7 @@ class Service:
             queue_limits=self._queue_limits,
             telemetry=telemetry,
             max_pending=settings.target_max_pending,
+            outage=self.outage,
         )
         self.dead_letters = DeadLetters(settings.dlq_url, self._senders, self.acker, self.stats)
         self.settler = Settler(self.acker, self.dead_letters, self.stats, telemetry)
@@ -169,6 +181,7 @@ class Service:
                 backoff=backoff,
                 rng=rng,
                 telemetry=telemetry,
+                gate=self.outage,
             )
             for _ in range(settings.pollers)
         ]
@@ -211,6 +224,7 @@ class Service:
                 self.stop,
                 window=settings.readiness_window_seconds,
                 registry=telemetry.prometheus_registry,
+                credentials=self.outage.not_ready_reason,
             )
             if settings.http_port is not None
             else None
@@ -307,8 +321,11 @@ class Service:
     async def _watch_idle(self, idle: float) -> None:
         while not self.stop.is_set():
             await asyncio.sleep(min(0.1, idle))
-            quiet = time.monotonic() - self.inflight.last_message_at
-            if len(self.inflight) == 0 and self.work.empty() and quiet >= idle:
+            now = time.monotonic()
+            # Abandoned messages come back once visible: idle only counts from then.
+            quiet = now - max(self.inflight.last_message_at, self.inflight.abandoned_until)
+            held = len(self.inflight) or not self.work.empty()
+            if not held and quiet >= idle:
                 log.info("source queue idle for %.1fs: draining done, exiting", quiet)
                 self.stop.set()
 

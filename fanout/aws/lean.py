@@ -217,6 +217,10 @@ class LeanSQSClient:
         if session is not None:
             await session.close()
 
+    async def refresh_credentials(self) -> None:
+        """Force a credential refresh (SQS refused the current ones: fanout.aws.outage)."""
+        await self._credentials.refresh()
+
     # --- the four calls ----------------------------------------------------------------
 
     async def receive_message(self, **params: Any) -> dict[str, Any]:

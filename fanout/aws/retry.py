@@ -13,7 +13,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    MetadataRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    RefreshWithMFAUnsupportedError,
+    SSOError,
+    TokenRetrievalError,
+    UnknownCredentialError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 if TYPE_CHECKING:
@@ -46,9 +58,72 @@ RETRYABLE_CODES = THROTTLING_CODES | TRANSIENT_CODES
 NON_EXISTENT_QUEUE_CODES = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 )
+# Errors about fanout's own credentials or clock, not about the queue or an entry: every call
+# of the process fails alike until the credentials are refreshed (a web-identity or assumed-role
+# credential that expired before its refresh landed) or the clock is fixed. Never a target's
+# fault: held and retried (fanout.aws.outage), never dead-lettered, never split per entry.
+CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "RequestExpired",  # the request's timestamp is too old: a skewed clock
+        "RequestTimeTooSkewed",
+    }
+)
+# Raised by botocore's provider chain while resolving or refreshing credentials (IMDS, ECS/EKS
+# container endpoint, STS, SSO): no request was even signed.
+CREDENTIAL_EXCEPTIONS: tuple[type[BotoCoreError], ...] = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    UnknownCredentialError,
+    MetadataRetrievalError,
+    RefreshWithMFAUnsupportedError,
+    TokenRetrievalError,
+    SSOError,
+)
+# STS/SSO calls the provider chain makes: their ClientErrors (AccessDenied for an
+# AssumeRole, ExpiredTokenException for a web identity token) are credential errors too.
+CREDENTIAL_OPERATIONS = frozenset(
+    {
+        "AssumeRole",
+        "AssumeRoleWithWebIdentity",
+        "AssumeRoleWithSAML",
+        "GetRoleCredentials",
+        "GetSessionToken",
+        "CreateToken",
+    }
+)
 # Errors about the queue itself, not one entry: splitting a batch to isolate a culprit is futile.
-QUEUE_WIDE_CODES = NON_EXISTENT_QUEUE_CODES | frozenset(
-    {"AccessDenied", "AccessDeniedException", "KMS.DisabledException", "KmsDisabled"}
+# KMS errors of an SSE-KMS queue (KMS.AccessDeniedException: our role may not use that queue's
+# key; a key disabled, deleted or not usable) are about that one queue's key, not about our
+# credentials: a refresh cannot fix them and the other queues work, so the copies go to the DLQ
+# naming that target (target_rejected), once, without a per-entry split.
+QUEUE_WIDE_CODES = (
+    NON_EXISTENT_QUEUE_CODES
+    | CREDENTIAL_CODES
+    | frozenset(
+        {
+            "AccessDenied",
+            "AccessDeniedException",
+            "KMS.DisabledException",
+            "KmsDisabled",
+            "KMS.AccessDeniedException",
+            "KmsAccessDenied",
+            "KMS.NotFoundException",
+            "KmsNotFound",
+            "KMS.InvalidStateException",
+            "KmsInvalidState",
+            "KMS.InvalidKeyUsageException",
+            "KmsInvalidKeyUsage",
+        }
+    )
 )
 # A receipt handle that timed out: the message is visible again and will come back; not fatal,
 # and never worth a retry (LocalStack answers InvalidParameterValueException, SenderFault false:
@@ -56,6 +131,31 @@ QUEUE_WIDE_CODES = NON_EXISTENT_QUEUE_CODES | frozenset(
 EXPIRED_RECEIPT_CODES = frozenset(
     {"ReceiptHandleIsInvalid", "InvalidParameterValue", "InvalidParameterValueException"}
 )
+
+
+# Connection failures and timeouts, as classify_exception names them (the exception's class).
+CONNECTION_ERROR_CODES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ProxyConnectionError",
+        "HTTPClientError",
+        "TimeoutError",
+    }
+)
+
+
+def ends_by_itself(failure: Failure) -> bool:
+    """A failure that passes without anyone fixing anything (credentials refreshed, a throttle
+    or an outage over, a connection back): a message left to come back for it will be
+    delivered then, so ``--exit-when-idle`` waits for it (fanout.service)."""
+    return (
+        failure.credentials
+        or failure.code in RETRYABLE_CODES
+        or failure.code in CONNECTION_ERROR_CODES
+    )
 
 
 class MessageIntegrityError(Exception):
@@ -67,11 +167,14 @@ class MessageIntegrityError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """One failed call or batch entry, classified."""
+    """One failed call or batch entry, classified. ``credentials``: fanout's own credentials
+    or clock failed (CREDENTIAL_CODES, CREDENTIAL_EXCEPTIONS): held and retried by the batch
+    calls of the pipeline (fanout.aws.outage), never the target's fault."""
 
     code: str
     message: str
     retryable: bool
+    credentials: bool = False
 
 
 def is_retryable(code: str, *, sender_fault: bool | None = None, status: int | None = None) -> bool:
@@ -88,10 +191,13 @@ def is_retryable(code: str, *, sender_fault: bool | None = None, status: int | N
 def classify_entry(entry: Mapping[str, Any]) -> Failure:
     """A ``Failed`` entry of a SendMessageBatch, DeleteMessageBatch or visibility batch call."""
     code = str(entry.get("Code") or "Unknown")
+    credentials = code in CREDENTIAL_CODES
     return Failure(
         code=code,
         message=str(entry.get("Message") or ""),
-        retryable=is_retryable(code, sender_fault=bool(entry.get("SenderFault", True))),
+        retryable=not credentials
+        and is_retryable(code, sender_fault=bool(entry.get("SenderFault", True))),
+        credentials=credentials,
     )
 
 
@@ -100,12 +206,19 @@ def classify_exception(exc: BaseException) -> Failure:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "Unknown")
+        message = str(error.get("Message") or "")
+        if code in CREDENTIAL_CODES or exc.operation_name in CREDENTIAL_OPERATIONS:
+            # Not retryable on its own (a plain retry signs with the same credentials): the
+            # pipeline's batch calls refresh them and hold (Failure.credentials).
+            return Failure(code=code, message=message, retryable=False, credentials=True)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return Failure(
             code=code,
-            message=str(error.get("Message") or ""),
+            message=message,
             retryable=is_retryable(code, status=status if isinstance(status, int) else None),
         )
+    if isinstance(exc, CREDENTIAL_EXCEPTIONS):
+        return Failure(code=type(exc).__name__, message=str(exc), retryable=False, credentials=True)
     if isinstance(
         exc, (BotoConnectionError, HTTPClientError, TimeoutError, OSError, MessageIntegrityError)
     ):

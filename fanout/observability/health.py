@@ -39,12 +39,20 @@ class Progress(Protocol):
 
 
 def not_ready_reason(
-    inflight: Progress, *, window: float, stopping: bool, now: float | None = None
+    inflight: Progress,
+    *,
+    window: float,
+    stopping: bool,
+    now: float | None = None,
+    credentials: str | None = None,
 ) -> str | None:
-    """Why the service is not ready, or None when it is (pure; ``now`` is time.monotonic())."""
+    """Why the service is not ready, or None when it is (pure; ``now`` is time.monotonic();
+    ``credentials``: why SQS refusing fanout's credentials makes it not ready, if it does)."""
     now = time.monotonic() if now is None else now
     if stopping:
         return "shutting down"
+    if credentials is not None:
+        return credentials
     if len(inflight) and now - inflight.last_settled_at > window:
         return (
             f"stuck: {len(inflight)} messages in flight, none settled for "
@@ -106,6 +114,8 @@ class HealthServer:
         stop: set when the service is shutting down (then not ready).
         window: FANOUT_READINESS_WINDOW_SECONDS.
         registry: the Prometheus registry to serve on /metrics, or None.
+        credentials: why refused credentials make the service not ready, or None (the
+            credential outage's ``not_ready_reason``: past FANOUT_CREDENTIAL_GRACE_SECONDS).
     """
 
     def __init__(
@@ -115,8 +125,10 @@ class HealthServer:
         *,
         window: float,
         registry: Any = None,
+        credentials: Callable[[], str | None] | None = None,
     ) -> None:
         self._inflight = inflight
+        self._credentials = credentials
         self._stop = stop
         self._window = window
         self._registry = registry
@@ -145,7 +157,12 @@ class HealthServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        reason = not_ready_reason(self._inflight, window=self._window, stopping=self._stop.is_set())
+        reason = not_ready_reason(
+            self._inflight,
+            window=self._window,
+            stopping=self._stop.is_set(),
+            credentials=self._credentials() if self._credentials is not None else None,
+        )
         ready = reason is None
         if ready != self._ready:  # log state changes, not probes
             if ready:

@@ -30,6 +30,8 @@ class Stats:
     dlq: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
+    # SQS calls refused for fanout's own credentials or clock, by error code (fanout.aws.outage)
+    credential_errors: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
     reloads: Counter[str] = field(default_factory=Counter)  # by ReloadResult
     peak_in_flight_bytes: int = 0  # set at the end of a run (InFlight.peak_bytes)
@@ -60,6 +62,7 @@ class Stats:
             "dlq_total": sum(self.dlq.values()),
             "errors": dict(sorted(self.errors.items())),
             "retries": dict(sorted(self.retries.items())),
+            "credential_errors": dict(sorted(self.credential_errors.items())),
             "released": self.released,
             "abandoned": self.abandoned,
             "expired_receipts": self.expired_receipts,
@@ -125,6 +128,11 @@ def render_summary(summary: dict[str, Any]) -> str:
             f" (crash loop: {summary['crash_loop']}, exit 1)" if summary.get("crash_loop") else ""
         )
         lines.append(f"  task crashes {counts(summary['task_crashes'])}{loop}")
+    if summary.get("credential_errors"):
+        lines.append(
+            f"  credentials  {counts(summary['credential_errors'])} (calls refused for fanout's "
+            "own credentials or clock: held and retried, never dead-lettered)"
+        )
     if summary["rules_reloads"]:
         lines.append(f"  rules reloads {counts(summary['rules_reloads'])}")
     if "processes" in summary:

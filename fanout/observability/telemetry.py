@@ -294,6 +294,13 @@ def observe_stats(
         lambda: by("error.type", stats.retries),
     )
     counter(
+        "fanout.credential.errors",
+        "{call}",
+        "SQS calls refused for fanout's own credentials or clock, per error code (held and "
+        "retried one probe at a time, never dead-lettered)",
+        lambda: by("error.type", stats.credential_errors),
+    )
+    counter(
         "fanout.rules.reloads",
         "{reload}",
         "Rules reloads (SIGHUP, --watch-rules), per result: ok, error (old rules kept)",

@@ -105,10 +105,16 @@ class Acker:
     def delete(self, message: Received) -> None:
         self._deletes.add(message)
 
-    def abandon(self, message: Received) -> None:
+    def abandon(self, message: Received, *, returns: bool = False) -> None:
         """Leave the message alone: SQS redelivers it after its visibility timeout (and its
-        redrive policy takes it once its receive count is spent). Frees its slot now."""
+        redrive policy takes it once its receive count is spent). Frees its slot now.
+        ``returns``: it failed for a reason that ends by itself, so it will be delivered when
+        it comes back: ``--exit-when-idle`` waits until it is visible again."""
         self._stats.abandoned += 1
+        if returns:
+            # Invisible until its visibility timeout runs out (extend_at is half of it before).
+            visible_at = message.extend_at + self.visibility_timeout / 2
+            self._inflight.abandoned_until = max(self._inflight.abandoned_until, visible_at)
         self._inflight.remove(message)
 
     def release(self, message: Received) -> None:

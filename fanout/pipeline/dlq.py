@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from fanout.aws.retry import Failure
+from fanout.aws.retry import Failure, ends_by_itself
 from fanout.aws.urls import is_fifo
 from fanout.jsontypes import bytes_as_base64
 from fanout.observability.stats import Stats
@@ -170,4 +170,4 @@ class DeadLetters:
             failure.code,
         )
         self._stats.error(ErrorKind.DLQ_WRITE, failure.code)
-        self._acker.abandon(copy.source)
+        self._acker.abandon(copy.source, returns=ends_by_itself(failure))

@@ -130,6 +130,8 @@ class InFlight:
         # Readiness (observability.health): the last successful ReceiveMessage and settlement.
         self.last_receive_ok_at: float | None = None
         self.last_settled_at = time.monotonic()
+        # When the last abandoned message becomes visible again (--exit-when-idle waits).
+        self.abandoned_until = 0.0
 
     def __len__(self) -> int:
         return len(self._messages)

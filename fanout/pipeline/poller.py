@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.trace import SpanKind, StatusCode
 
 from fanout.aws.limits import MAX_RECEIVE
+from fanout.aws.outage import ReceiveGate
 from fanout.aws.retry import Backoff, classify_exception
 from fanout.aws.urls import is_fifo, queue_name
 from fanout.observability.stats import Stats
@@ -55,6 +56,7 @@ class Poller:
         visibility_timeout: FANOUT_VISIBILITY_TIMEOUT_SECONDS asked on receive.
         backoff, rng: pause after failed receives.
         telemetry: ``receive <source>`` spans and call metrics.
+        gate: awaited before each receive (the credential outage pauses receiving).
     """
 
     def __init__(
@@ -71,8 +73,10 @@ class Poller:
         rng: random.Random,
         telemetry: Telemetry | None = None,
         drain: bool = False,
+        gate: ReceiveGate | None = None,
     ) -> None:
         self._client = client
+        self._gate = gate
         self._queue_url = queue_url
         self._work = work
         self._inflight = inflight
@@ -109,6 +113,8 @@ class Poller:
         failures = 0
         wait_time = min(self._wait_time, DRAIN_WAIT_SECONDS) if self.drain else self._wait_time
         while not self.stopping:
+            if self._gate is not None:
+                await self._gate.wait_open()
             # Backpressure: no receive until there is room for what it may return.
             reserved = await self._inflight.reserve(MAX_RECEIVE)
             admitted = 0
@@ -159,6 +165,8 @@ class Poller:
                 span.set_status(StatusCode.ERROR)
                 failures += 1
                 self._stats.error(ErrorKind.RECEIVE, failure.code)
+                if failure.credentials:
+                    self._stats.credential_errors[failure.code] += 1
                 level = logging.WARNING if failure.retryable else logging.ERROR
                 if failures == 1 or failures % 20 == 0:
                     log.log(

@@ -28,6 +28,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from fanout.aws.batch import OnSettled, call_batch, fail_all
 from fanout.aws.limits import MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_BYTES
+from fanout.aws.outage import CredentialOutage
 from fanout.aws.retry import Backoff, Failure
 from fanout.aws.urls import queue_name
 from fanout.observability.stats import Stats
@@ -185,6 +186,7 @@ class QueueSender:
         telemetry: ``send <queue>`` spans and call metrics.
         max_pending: FANOUT_TARGET_MAX_PENDING (None: no limit, e.g. the DLQ).
         sequenced: per-group order (default: for FIFO targets).
+        outage: the process's credential outage every call goes through (None: no pacing).
     """
 
     def __init__(
@@ -202,8 +204,10 @@ class QueueSender:
         telemetry: Telemetry | None = None,
         max_pending: int | None = None,
         sequenced: bool | None = None,
+        outage: CredentialOutage | None = None,
     ) -> None:
         self.target = target
+        self._outage = outage
         self.max_message_bytes = max_message_bytes
         self._client = client
         self._on_settled = on_settled
@@ -264,6 +268,8 @@ class QueueSender:
         self._on_settled(copy, failure)
 
     def _attempted(self, failure: Failure | None) -> None:
+        if failure is not None and failure.credentials:
+            return  # fanout's credentials failing say nothing about this target
         if failure is None:
             self._failing_since = None
         elif self._failing_since is None:
@@ -342,6 +348,7 @@ class QueueSender:
                 stats=self._stats,
                 observer=CallObserver(span, instruments, "SendMessageBatch", self._queue),
                 on_attempt=self._attempted,
+                outage=self._outage,
             )
             if span.is_recording():
                 reasons = sorted({c.note for c in batch if c.note})
@@ -367,13 +374,15 @@ class SenderFactory:
     queue_limits: Mapping[str, int] = field(default_factory=dict)  # MaximumMessageSize per URL
     telemetry: Telemetry | None = None
     max_pending: int | None = None  # FANOUT_TARGET_MAX_PENDING, targets only
+    outage: CredentialOutage | None = None  # shared by every sender, the DLQ's too
 
     def __call__(
         self, target: Target, on_settled: OnSettled[Copy], *, dlq: bool = False
     ) -> QueueSender:
         """``dlq``: the DLQ's sender: no backlog limit, no per-group order (records of
         different events have no order to keep), and attempts only, no time budget: a record
-        the DLQ refuses leaves its message to come back (redelivery is the DLQ's wait)."""
+        the DLQ refuses leaves its message to come back (redelivery is the DLQ's wait); but
+        refused credentials hold its records as they hold copies (``outage.budget``)."""
         return QueueSender(
             self.client,
             target,
@@ -387,4 +396,5 @@ class SenderFactory:
             telemetry=self.telemetry,
             max_pending=None if dlq else self.max_pending,
             sequenced=False if dlq else None,
+            outage=self.outage,
         )

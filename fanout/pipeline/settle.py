@@ -67,7 +67,17 @@ class Settler:
         message.pending -= 1
         if message.pending > 0:
             return
-        if message.failures:
+        if any(f.credentials for f in message.failures.values()):
+            # Held through a credential outage longer than FANOUT_RETRY_MAX_SECONDS: fanout's
+            # credentials failed, not a target. No DLQ record: left to come back and be retried.
+            message.log(
+                log,
+                logging.ERROR,
+                "copies still refused for fanout's credentials (%s); left to be redelivered",
+                ",".join(sorted({f.code for f in message.failures.values() if f.credentials})),
+            )
+            self._acker.abandon(message, returns=True)
+        elif message.failures:
             self._dead_letters.write(message, delivery_failure_record(message))
         else:
             if message.sent_timestamp_ms is not None:  # end to end: every target has its copy

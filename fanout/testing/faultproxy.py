@@ -250,6 +250,22 @@ class ErrorResponse(FaultRule):
         return self.reply()
 
 
+def expired_token(operation: str | None = "SendMessageBatch", **kwargs: Any) -> ErrorResponse:
+    """SQS refusing the caller's credentials as it does when a temporary credential expired
+    before its refresh landed: HTTP 400, ``ExpiredToken`` (Sender), shape
+    ``ExpiredTokenException``. ``kwargs``: ``queue``, ``times`` (default: every request)."""
+    kwargs.setdefault("times", None)
+    return ErrorResponse(
+        operation,
+        400,
+        "ExpiredToken",
+        True,
+        "The security token included in the request is expired",
+        error_type="ExpiredTokenException",
+        **kwargs,
+    )
+
+
 @dataclass
 class FailEntries(FaultRule):
     """Fail selected entries of a *Batch call inside an otherwise successful (200) reply.

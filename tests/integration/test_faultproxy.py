@@ -14,6 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from multidict import CIMultiDict
 
+from fanout.aws.retry import classify_exception
 from fanout.testing.faultproxy import (
     Delay,
     During,
@@ -23,6 +24,7 @@ from fanout.testing.faultproxy import (
     RandomFaults,
     Reset,
     Tap,
+    expired_token,
     sqs_faults,
 )
 
@@ -147,6 +149,23 @@ async def test_error_response_reaches_botocore(
     assert type(info.value).__name__ == exc_name
     assert rule.hits == 1
     assert await _drain_bodies(direct, queue_url) == []  # upstream never got it
+
+
+async def test_expired_token_reaches_botocore_as_a_credential_failure(
+    proxy: FaultProxy, sqs: SQSClient, direct: SQSClient, queue_url: str
+) -> None:
+    rule = proxy.add(expired_token(queue=queue_url.rsplit("/", 1)[1]))
+    for _ in range(2):  # every request while the rule is in place
+        with pytest.raises(ClientError) as info:
+            await sqs.send_message_batch(
+                QueueUrl=queue_url, Entries=[{"Id": "0", "MessageBody": "never"}]
+            )
+        assert info.value.response["Error"]["Code"] == "ExpiredToken"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        failure = classify_exception(info.value)
+        assert failure.credentials and failure.code == "ExpiredToken"
+    assert rule.hits == 2
+    assert await _drain_bodies(direct, queue_url) == []
 
 
 async def test_error_response_matches_operation_and_queue(

@@ -10,7 +10,7 @@ from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.session import AioSession
 from botocore.exceptions import NoCredentialsError
 
-from fanout.aws.credentials import CredentialSource
+from fanout.aws.credentials import CredentialSource, force_refresh, refresher_for
 
 START = datetime.datetime(2024, 5, 17, 12, 0, tzinfo=datetime.UTC)
 
@@ -112,3 +112,43 @@ async def test_explicit_keys_win() -> None:
 async def test_no_credentials() -> None:
     with pytest.raises(NoCredentialsError):
         await CredentialSource(None).frozen()
+
+
+async def test_a_forced_refresh_fetches_new_keys_at_once() -> None:
+    # SQS refused the keys (ExpiredToken) though botocore thinks they have 30 minutes left.
+    clock = FakeClock()
+    provider = ExpiringProvider(clock)
+    source = CredentialSource(await refreshable(clock, provider))
+    clock.now = START + datetime.timedelta(minutes=30)
+    await source.refresh()
+    assert provider.fetches == 2
+    assert (await source.frozen()).access_key == "AKID2"
+
+
+async def test_a_refresh_resolves_static_keys_again_from_the_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDOLD")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "old")
+    source = await CredentialSource.resolve(AioSession())
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDNEW")  # e.g. a rotated credentials file
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "new")
+    assert (await source.frozen()).access_key == "AKIDOLD"
+    await source.refresh()
+    assert (await source.frozen()).access_key == "AKIDNEW"
+
+
+async def test_the_sdk_clients_refresher_refreshes_its_signers_credentials() -> None:
+    clock = FakeClock()
+    provider = ExpiringProvider(clock)
+    credentials = await refreshable(clock, provider)
+
+    class Signer:
+        _credentials = credentials
+
+    class SdkLike:
+        _request_signer = Signer()
+
+    await refresher_for(SdkLike())()
+    assert provider.fetches == 2
+    assert not await force_refresh(object())  # static credentials: nothing to refresh

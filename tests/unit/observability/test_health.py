@@ -50,3 +50,19 @@ async def test_a_taken_port_is_a_startup_error_naming_the_settings() -> None:
             await second.start("127.0.0.1", port)
     finally:
         await first.stop()
+
+
+async def test_refused_credentials_past_the_grace_make_it_not_ready() -> None:
+    inflight, stop = InFlight(10), asyncio.Event()
+    inflight.last_receive_ok_at = time.monotonic()
+    reason: list[str | None] = [None]
+    server = HealthServer(inflight, stop, window=5, credentials=lambda: reason[0])
+    port = await server.start("127.0.0.1", 0)
+    try:
+        assert await get(port, "/readyz") == (200, "ready\n")
+        reason[0] = "SQS refused fanout's credentials for 12s (ExpiredToken, 40 calls)"
+        assert await get(port, "/readyz") == (503, f"not ready: {reason[0]}\n")
+        reason[0] = None  # a call succeeded
+        assert await get(port, "/readyz") == (200, "ready\n")
+    finally:
+        await server.stop()

@@ -130,7 +130,12 @@ class RecordingAcker:
 
     def __init__(self, written: list[Received], failed: list[Received]) -> None:
         self.delete = written.append
-        self.abandon = failed.append
+        self._failed = failed
+        self.returns: list[bool] = []  # per abandon: worth waiting for (--exit-when-idle)
+
+    def abandon(self, message: Received, *, returns: bool = False) -> None:
+        self._failed.append(message)
+        self.returns.append(returns)
 
 
 class DlqHarness:
@@ -139,10 +144,11 @@ class DlqHarness:
         self.written: list[Received] = []
         self.failed: list[Received] = []
         self.senders: list[FakeSender] = []
+        self.acker = RecordingAcker(self.written, self.failed)
         self.dlq = DeadLetters(
             url,
             self.make_sender,  # type: ignore[arg-type]
-            RecordingAcker(self.written, self.failed),  # type: ignore[arg-type]
+            self.acker,  # type: ignore[arg-type]
             self.stats,
         )
 
@@ -173,6 +179,29 @@ def test_dead_letters_write_sends_the_record(fifo: bool) -> None:
     assert h.written == [message] and h.stats.dlq["invalid_detail"] == 1
     sender.on_settled(copy, Failure("AccessDenied", "denied", False))
     assert h.failed == [message] and h.stats.errors["dlq_write:AccessDenied"] == 1
+    assert h.acker.returns == [False]  # a denial does not end by itself: no drain waits
+
+
+@pytest.mark.parametrize(
+    ("failure", "returns"),
+    [
+        (Failure("ExpiredToken", "gave up", False, credentials=True), True),
+        (Failure("RequestThrottled", "gave up", False), True),
+        (Failure("EndpointConnectionError", "gave up", False), True),
+        (Failure("MessageTooLarge", "too big", False), False),
+    ],
+)
+def test_a_dlq_write_that_failed_for_a_passing_reason_is_worth_waiting_for(
+    failure: Failure, returns: bool
+) -> None:
+    h = DlqHarness("https://sqs.eu-west-1.amazonaws.com/123456789012/dlq")
+    message = received(BODY)
+    h.dlq.write(
+        message, build_record(message, reason="invalid_json", error_code="c", error_message="m")
+    )
+    (sender,) = h.senders
+    sender.on_settled(sender.submitted[0], failure)
+    assert h.failed == [message] and h.acker.returns == [returns]
 
 
 def test_dead_letters_without_dlq_leave_the_message() -> None:
@@ -184,3 +213,4 @@ def test_dead_letters_without_dlq_leave_the_message() -> None:
     assert h.senders == []
     assert h.failed == [message] and h.written == []
     assert h.stats.errors["no_dlq:invalid_json"] == 1
+    assert h.acker.returns == [False]  # it would only come back to the same end
