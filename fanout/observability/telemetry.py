@@ -147,29 +147,79 @@ class PresetIdGenerator:
 _RANDOM_FLAG = 0x02
 
 
+_LOW_64 = (1 << 64) - 1  # TraceIdRatioBased compares the trace id's low 64 bits to its bound
+
+
+def _standard_rule(sampler: Any) -> tuple[bool, int] | None:
+    """(parent-based?, root bound) when ``sampler`` is one the SDK builds from
+    ``OTEL_TRACES_SAMPLER`` (always_on/off, traceidratio, their parentbased_ forms with the
+    default delegates): its decision is then ``trace_id & 2**64-1 < bound`` at the root and the
+    parent's sampled flag under a parent. None for any other sampler (it is asked each time)."""
+    from opentelemetry.sdk.trace import sampling
+
+    def bound(root: Any) -> int | None:
+        if root is sampling.ALWAYS_ON:
+            return _LOW_64 + 1
+        if root is sampling.ALWAYS_OFF:
+            return 0
+        if type(root) is sampling.TraceIdRatioBased:
+            return int(root.bound)
+        return None
+
+    if type(sampler) in (
+        sampling.ParentBased,
+        sampling.ParentBasedTraceIdRatio,
+        sampling._ParentBasedAlwaysOn,  # what parentbased_always_on/off name
+        sampling._ParentBasedAlwaysOff,
+    ):
+        delegates = (
+            getattr(sampler, "_remote_parent_sampled", None) is sampling.ALWAYS_ON
+            and getattr(sampler, "_remote_parent_not_sampled", None) is sampling.ALWAYS_OFF
+        )
+        root = bound(getattr(sampler, "_root", None))
+        return (True, root) if delegates and root is not None else None
+    root = bound(sampler)
+    return (False, root) if root is not None else None
+
+
 class Sampling:
     """The configured sampler (``OTEL_TRACES_SAMPLER``/``_ARG``, parent-based by default),
     asked once per event or call *before* any span is built, so that what is sampled out
     builds no span, no attribute dict and no link: it only gets the ids propagation needs.
+
+    The samplers the standard variables name are applied by their rule directly (the SDK's
+    ``should_sample`` builds a result object and looks the parent up twice per call); any other
+    sampler is asked through ``should_sample``.
 
     Parameters:
         sampler: the tracer provider's sampler (the SDK read it from the environment).
         ids: the tracer provider's id generator, so a recorded span keeps the decided trace id.
     """
 
-    __slots__ = ("_ids", "_sampler")
+    __slots__ = ("_bound", "_ids", "_parent_based", "_sampler")
 
     def __init__(self, sampler: Any, ids: PresetIdGenerator) -> None:
         self._sampler = sampler
         self._ids = ids
+        rule = _standard_rule(sampler)
+        self._parent_based = rule is not None and rule[0]
+        self._bound: int | None = rule[1] if rule is not None else None
 
     def decide(self, parent: Context | None, name: str, kind: SpanKind) -> tuple[bool, int]:
         """(record?, trace id): the parent's trace id, else a new random one. The sampler sees
         no attributes and no links (the standard ones use neither)."""
+        bound = self._bound
         if parent is None:
             trace_id = _random_id(128)
+            if bound is not None:
+                return trace_id & _LOW_64 < bound, trace_id
         else:
-            trace_id = trace.get_current_span(parent).get_span_context().trace_id
+            context = trace.get_current_span(parent).get_span_context()
+            trace_id = context.trace_id
+            if bound is not None:
+                if self._parent_based:
+                    return context.trace_flags.sampled, trace_id
+                return trace_id & _LOW_64 < bound, trace_id
         result = self._sampler.should_sample(parent, trace_id, name, kind)
         return result.decision.is_recording(), trace_id
 

@@ -254,3 +254,55 @@ def test_trace_state_of_an_unsampled_parent_goes_on() -> None:
     )
     attrs = unsampled_trace_attributes(context, UPSTREAM_TRACE)
     assert attrs[TRACESTATE]["StringValue"] == "vendor=x"
+
+
+@pytest.mark.parametrize(
+    ("name", "arg"),
+    [
+        ("parentbased_traceidratio", "0.1"),
+        ("parentbased_traceidratio", "0.0"),
+        ("parentbased_traceidratio", "1.0"),
+        ("traceidratio", "0.3"),
+        ("parentbased_always_on", None),
+        ("parentbased_always_off", None),
+        ("always_on", None),
+        ("always_off", None),
+    ],
+)
+def test_the_direct_rule_decides_as_the_configured_sampler(
+    monkeypatch: pytest.MonkeyPatch, name: str, arg: str | None
+) -> None:
+    from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", name)
+    if arg is None:
+        monkeypatch.delenv("OTEL_TRACES_SAMPLER_ARG", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    sampler = _get_from_env_or_default()
+    sampling = Sampling(sampler, PresetIdGenerator())
+    assert sampling._bound is not None  # the direct rule, not should_sample
+    contexts = [None, parent("01"), parent("00")]
+    for i in range(3000):
+        context = contexts[i % 3]
+        record, trace_id = sampling.decide(context, "process q", SpanKind.CONSUMER)
+        asked = sampler.should_sample(context, trace_id, "process q", SpanKind.CONSUMER)
+        assert record == asked.decision.is_recording(), (name, arg, context, trace_id)
+
+
+def test_any_other_sampler_is_asked() -> None:
+    class EveryOther(Sampler):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def should_sample(self, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return (ALWAYS_ON if self.calls % 2 else ALWAYS_OFF).should_sample(*args, **kwargs)
+
+        def get_description(self) -> str:
+            return "every other"
+
+    sampler = EveryOther()
+    sampling = Sampling(sampler, PresetIdGenerator())
+    decisions = [sampling.decide(None, "x", SpanKind.CLIENT)[0] for _ in range(4)]
+    assert decisions == [True, False, True, False] and sampler.calls == 4
