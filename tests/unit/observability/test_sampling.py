@@ -306,3 +306,25 @@ def test_any_other_sampler_is_asked() -> None:
     sampling = Sampling(sampler, PresetIdGenerator())
     decisions = [sampling.decide(None, "x", SpanKind.CLIENT)[0] for _ in range(4)]
     assert decisions == [True, False, True, False] and sampler.calls == 4
+
+
+async def test_suppressed_calls_have_a_session_without_the_http_client_hooks() -> None:
+    import aiohttp
+
+    from fanout.aws.lean import _uninstrumented
+    from fanout.observability.telemetry import _instrument_aiohttp
+
+    provider = TracerProvider()
+    uninstrument = _instrument_aiohttp(provider)
+    try:
+        async with aiohttp.ClientSession() as instrumented:
+            assert instrumented.trace_configs  # the instrumentation's hooks
+            plain = _uninstrumented(instrumented)
+            assert plain is not None
+            assert plain.trace_configs == [] and plain.connector is instrumented.connector
+            await plain.close()
+            assert not instrumented.connector.closed  # the pool stays with its owner
+    finally:
+        uninstrument()
+    async with aiohttp.ClientSession() as bare:  # tracing off: nothing to strip
+        assert _uninstrumented(bare) is None
