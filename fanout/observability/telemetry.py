@@ -193,12 +193,13 @@ class Sampling:
 
     Parameters:
         sampler: the tracer provider's sampler (the SDK read it from the environment).
-        ids: the tracer provider's id generator, so a recorded span keeps the decided trace id.
+        ids: the tracer provider's id generator, so a recorded span keeps the decided trace id
+            (None: a provider built elsewhere; its SDK tracer then decides a root span again).
     """
 
     __slots__ = ("_bound", "_ids", "_parent_based", "_sampler")
 
-    def __init__(self, sampler: Any, ids: PresetIdGenerator) -> None:
+    def __init__(self, sampler: Any, ids: PresetIdGenerator | None) -> None:
         self._sampler = sampler
         self._ids = ids
         rule = _standard_rule(sampler)
@@ -235,7 +236,7 @@ class Sampling:
         links: Sequence[Link] | None = None,
     ) -> Span:
         """The recorded span ``decide`` said yes to, on its trace id."""
-        if context is None:
+        if context is None and self._ids is not None:
             self._ids.preset(trace_id)
         return tracer.start_span(name, context, kind, attributes, links)
 
@@ -489,6 +490,16 @@ class Telemetry:
     prometheus_registry: Any = None  # prometheus_client.CollectorRegistry when /metrics is on
     sampling: Sampling | None = None  # with tracing on
     _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.tracing and self.sampling is None:  # an SDK tracer given directly (tests)
+            from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+            ids = getattr(self.tracer, "id_generator", None)
+            self.sampling = Sampling(
+                getattr(self.tracer, "sampler", ALWAYS_ON),
+                ids if isinstance(ids, PresetIdGenerator) else None,
+            )
 
     @classmethod
     def off(cls) -> Telemetry:
