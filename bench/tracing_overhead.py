@@ -2,7 +2,7 @@
 
     python -m bench.tracing_overhead [--events 1500] [--repeats 3] [--stub | --endpoint URL]
         [--modes off,metrics,0.0,0.01,0.1,1.0] [--baseline TREE] [--out FILE.json]
-        [--profile DIR | --cprofile DIR] [--span-split]
+        [--profile DIR | --cprofile DIR] [--span-split | --worker-micro]
 
 SQS is bench/stub.py (``--stub``: instant, its own process, so the CPU measured is fanout's
 alone), an endpoint (``--endpoint``, e.g. LocalStack on 127.0.0.1:4566) or an embedded moto
@@ -18,6 +18,7 @@ tree (e.g. ``git archive main | tar -x -C /tmp/main``), interleaved with this tr
 before/after is a ratio within one run. ``--cprofile DIR`` writes one cProfile of each mode's
 steady state (and tree) and prints the functions with the most own time. ``--span-split``
 measures the SDK's cost per recorded span in-process: creation, attributes, end, OTLP encoding.
+``--worker-micro`` times only ``Worker.handle`` per event in each mode's child (no SQS).
 """
 
 from __future__ import annotations
@@ -245,6 +246,57 @@ async def child(spec: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def worker_micro(spec: dict[str, Any]) -> dict[str, float]:
+    """The worker's share in-process: ``Worker.handle`` over synthetic events with senders that
+    drop the copies (no SQS calls, so per-call spans and records are not in it): what sampling,
+    the process span, the traceparent and the per-event metrics cost per event, at a fraction
+    of the full run's noise."""
+    import gc
+    from types import SimpleNamespace
+
+    from fanout.local.synthetic import DEMO_MIX, GenesysEventGenerator
+    from fanout.observability.stats import Stats
+    from fanout.observability.telemetry import setup_telemetry
+    from fanout.pipeline.dlq import DeadLetters
+    from fanout.pipeline.inflight import Received
+    from fanout.pipeline.routing import Routing
+    from fanout.pipeline.settle import Settler
+    from fanout.pipeline.worker import Worker
+    from fanout.rules import load_rules_unresolved
+    from fanout.runtime.heap import settle_heap
+
+    telemetry = setup_telemetry()
+    rules = load_rules_unresolved(RULES).with_queue_urls(
+        {name: f"http://127.0.0.1:9/{name}" for name in load_rules_unresolved(RULES).targets}
+    )
+
+    class Drop:
+        def submit(self, copy: Any) -> None:
+            pass
+
+    stats = Stats()
+    acker: Any = SimpleNamespace(delete=lambda m: None, abandon=lambda m: None)
+    dead = DeadLetters("http://127.0.0.1:9/dlq", lambda *a, **k: Drop(), acker, stats)  # type: ignore[arg-type]
+    settler = Settler(acker, dead, stats, telemetry)
+    routing = Routing(rules, {t: Drop() for t in rules.targets.values()})  # type: ignore[misc]
+    worker = Worker(routing, settler, stats, telemetry, "bench-source")
+    generator = GenesysEventGenerator(seed=spec["seed"], mix=DEMO_MIX, clock=time.time)
+    events = spec["worker_micro"]
+    messages = [Received(str(i), f"rh{i}", b) for i, b in enumerate(generator.bodies(events))]
+    warmup = events // 10
+    for message in messages[:warmup]:
+        worker.handle(message)
+    settle_heap()
+    gc_before = sum(s["collections"] for s in gc.get_stats())
+    cpu0 = time.process_time()
+    for message in messages[warmup:]:
+        worker.handle(message)
+    cpu = time.process_time() - cpu0
+    telemetry.shutdown()
+    gcs = sum(s["collections"] for s in gc.get_stats()) - gc_before
+    return {"cpu_s": cpu, "events": events - warmup, "wall_s": cpu, "calls": 0, "gc": gcs}
+
+
 def run_child(
     spec: dict[str, Any],
     mode_env: dict[str, str],
@@ -431,6 +483,11 @@ def main() -> None:
     parser.add_argument(
         "--span-split", action="store_true", help="only the in-process cost per recorded span"
     )
+    parser.add_argument(
+        "--worker-micro",
+        action="store_true",
+        help="only the worker's per-event share, in-process (Worker.handle, copies dropped)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -442,7 +499,11 @@ def main() -> None:
             sys.path.insert(0, tree)
         from fanout.cli import run_async  # the loop fanout runs on (FANOUT_EVENT_LOOP)
 
-        print(orjson.dumps(run_async(child(orjson.loads(args.child)))).decode())
+        spec = orjson.loads(args.child)
+        if spec.get("worker_micro"):
+            print(orjson.dumps(worker_micro(spec)).decode())
+            return
+        print(orjson.dumps(run_async(child(spec))).decode())
         return
     if args.span_split:
         split = span_split()
@@ -491,7 +552,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per SQS request otherwise
     os.environ.update(CREDENTIALS)
     server = None
-    if args.stub:
+    if args.stub or args.worker_micro:
         endpoint = ""
     elif args.endpoint:
         endpoint = args.endpoint
@@ -508,7 +569,10 @@ def main() -> None:
                 for mode in modes:
                     label, mode_env = MODES[mode]
                     for tree_name, tree in trees.items():
-                        if args.stub:
+                        if args.worker_micro:
+                            spec = {"worker_micro": args.events, "seed": repeat}
+                            result = run_child(spec, mode_env, collector_url, tree=tree)
+                        elif args.stub:
                             result = run_on_stub(
                                 args.events, repeat, mode_env, collector_url, tree=tree
                             )
