@@ -236,8 +236,13 @@ class Sampling:
         links: Sequence[Link] | None = None,
     ) -> Span:
         """The recorded span ``decide`` said yes to, on its trace id."""
-        if context is None and self._ids is not None:
-            self._ids.preset(trace_id)
+        ids = self._ids
+        if context is None and ids is not None:
+            ids.preset(trace_id)
+            try:
+                return tracer.start_span(name, context, kind, attributes, links)
+            finally:
+                ids.preset(0)  # unused (a disabled tracer): never left for another span
         return tracer.start_span(name, context, kind, attributes, links)
 
 
