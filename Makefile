@@ -52,10 +52,11 @@ test-reliability: $(STAMP) localstack  ## long fault, crash and SIGTERM scenario
 soak: $(STAMP) localstack  ## soak on LocalStack: RSS and task count over time (MINUTES=10)
 	$(PY) -m bench.soak --minutes $(or $(MINUTES),10) $(ARGS)
 
-lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) on fanout/ tests/ bench/ + mypy --strict on fanout/
+lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) on fanout/ tests/ bench/ + mypy --strict on fanout/ + import contracts
 	$(VENV)/bin/ruff check fanout tests bench
 	$(VENV)/bin/ruff format --check fanout tests bench
 	$(VENV)/bin/mypy fanout
+	$(VENV)/bin/lint-imports  # layer contracts: [tool.importlinter] in pyproject.toml
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix fanout tests bench

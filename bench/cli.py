@@ -1,6 +1,7 @@
 """``python -m bench``: the bench suite (``make bench`` runs ``suite`` with its defaults).
 
-    python -m bench suite [--events 20000] [--parts stub,processes,profile,localstack,open,sweeps]
+    python -m bench suite [--events 20000] [--parts stub,processes,profile,localstack,open,sweeps,
+        latency] [--defaults]
     python -m bench plot RESULTS.json [--out DIR]      # table + plots again from a results file
 
 Every part runs each measured system in its own process on the same events; see
@@ -26,13 +27,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import report, sqsenv
+from bench import latency, report, sqsenv
 from bench.closed import ClosedResult, Knobs, Prepared, closed_loop, idle_cpu, prepare, run_stub
 from bench.openloop import WARMUP_EVENTS, open_loop
 from bench.profile import STAGES, split
 from bench.workload import REPO, Workload
 
-ALL_PARTS = ("stub", "processes", "profile", "localstack", "open", "sweeps")
+ALL_PARTS = ("stub", "processes", "profile", "localstack", "open", "sweeps", "latency")
 ALL_SWEEPS = ("concurrency", "rules", "size", "linger")
 
 
@@ -62,7 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeat", type=int, default=1, help="runs of each system per backend (median used)"
     )
     s.add_argument("--rules", default="shipped", help="'shipped' (rules.yaml) or a rule count")
+    s.add_argument(
+        "--defaults",
+        action="store_true",
+        help="fanout on its own default settings: no FANOUT_* knob is set (the knob flags "
+        "below are ignored for fanout); naive gets --naive-pollers (16 unless given)",
+    )
     s.add_argument("--pollers", type=int, default=4, help="FANOUT_POLLERS (and naive pollers)")
+    s.add_argument(
+        "--naive-pollers",
+        type=int,
+        help="the naive consumer's pollers (default: --pollers; 16 with --defaults)",
+    )
     s.add_argument("--workers", type=int, default=4, help="FANOUT_WORKERS")
     s.add_argument("--linger-ms", type=float, default=20.0, help="FANOUT_LINGER_MS")
     s.add_argument("--max-in-flight", type=int, default=1000, help="FANOUT_MAX_IN_FLIGHT")
@@ -103,6 +115,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes per size point: caps the events of the big sizes",
     )
     s.add_argument("--sweep-lingers", type=_floats, default=[0.0, 20.0, 50.0])
+    s.add_argument(
+        "--round-trips",
+        type=_floats,
+        default=list(latency.ROUND_TRIPS_MS),
+        help="latency part: the stub's SQS round trips in ms (+-25%% jitter per call)",
+    )
+    s.add_argument(
+        "--latency-open-share",
+        type=float,
+        default=0.5,
+        help="latency part: open-loop rate as a share of each system's max (0: no open loop)",
+    )
+    s.add_argument(
+        "--latency-open-seconds",
+        type=float,
+        default=8.0,
+        help="latency part: seconds per open-loop run (bounded by --events)",
+    )
+    s.add_argument(
+        "--latency-processes",
+        type=_ints,
+        default=[],
+        help="latency part: also fanout with --processes N (closed loop), e.g. 2,4",
+    )
+    s.add_argument(
+        "--localstack-latency-ms",
+        type=float,
+        default=0.0,
+        help="localstack part: add this round trip (+-25%%) to every call the measured "
+        "systems make, through a delaying proxy (fanout.testing.faultproxy) in this process",
+    )
     s.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest")
     s.add_argument("--no-plots", action="store_true")
     p = sub.add_parser("plot", help="print the tables and redraw the plots of a results file")
@@ -124,10 +167,13 @@ class Suite:
             wait_time_seconds=args.wait_time_seconds,
             exit_when_idle=args.exit_when_idle,
             max_in_flight=args.max_in_flight,
+            defaults=args.defaults,
+            naive_pollers=args.naive_pollers or (16 if args.defaults else None),
         )
         self.results: dict[str, Any] = {"closed": [], "open": [], "sweeps": {}, "headline": []}
         self.failures: list[str] = []
-        self._idle: dict[tuple[str, str, Knobs], float] = {}
+        self._idle: dict[tuple[str, str, Knobs, float], float] = {}
+        self.proxy_endpoint: str | None = None  # --localstack-latency-ms's proxy, while it runs
         self.workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
 
     def step(self, text: str) -> None:
@@ -148,11 +194,48 @@ class Suite:
             )
         return result
 
-    async def idle(self, system: str, prep: Prepared, knobs: Knobs) -> float:
-        key = (system, prep.workload.rules, knobs)
+    async def idle(
+        self, system: str, prep: Prepared, knobs: Knobs, latency_ms: float = 0.0
+    ) -> float:
+        key = (system, prep.workload.rules, knobs, latency_ms)
         if key not in self._idle:
-            self._idle[key] = await idle_cpu(system, prep, knobs)
+            self._idle[key] = await idle_cpu(system, prep, knobs, latency_ms)
         return self._idle[key]
+
+    async def latency_run(
+        self, system: str, prep: Prepared, latency_ms: float, rate: float | None
+    ) -> ClosedResult:
+        """One run of the latency part: closed loop (``rate`` None) or open loop on the stub."""
+        kind = "closed" if rate is None else f"open {rate:.0f}/s"
+        self.step(f"{system} {kind} at {latency_ms:g} ms: {len(prep.bodies)} events")
+        knobs, run_as = self.knobs, system
+        n = latency.processes_of(system)
+        if n is not None:
+            # CPU: wait4 on the supervisor includes the children it reaped.
+            extra = (*knobs.extra_env, ("FANOUT_PROCESSES", str(n)))
+            knobs, run_as = replace(knobs, extra_env=extra), "fanout"
+        idle = await self.idle(run_as, prep, knobs, latency_ms) if rate is None else None
+        result = await closed_loop(
+            run_as,
+            "stub",
+            prep,
+            knobs,
+            idle=idle,
+            note=f"{latency_ms:g} ms",
+            latency_ms=latency_ms,
+            rate=rate,
+        )
+        result.system = system
+        if rate is None:
+            status = "ok" if result.ok else "[red]FAILED CHECK[/red]"
+            self.console.print(
+                f"  {system:<7} {latency_ms:>5g} ms {result.events:>6} events "
+                f"{result.events_per_s:>8.0f} ev/s  {result.calls_per_event:.3f} calls/ev  "
+                f"{result.cpu_us_per_event:>7.0f} µs CPU/ev  {status}"
+            )
+        if not result.ok:
+            self.failures.append(f"{system} at {latency_ms:g} ms ({kind}): {result.correctness}")
+        return result
 
     async def closed(
         self,
@@ -174,6 +257,7 @@ class Suite:
             endpoint=self.args.endpoint_url,
             idle=idle,
             note=note,
+            proxy_endpoint=self.proxy_endpoint if backend == "localstack" else None,
         )
         result.extra.update(extra)
         return self.record(result, bucket)
@@ -215,7 +299,10 @@ class Suite:
                 await c.delete_queue(QueueUrl=url)
             self.results["sqs_round_trip_ms"] = round(rtt * 1000, 2)
             self.console.print(f"  SQS round trip (SendMessage, median): {rtt * 1000:.1f} ms")
-            await self.compare("localstack", main, sync_note, by)
+            if a.localstack_latency_ms > 0:
+                await self.compare_behind_proxy(main, sync_note, by)
+            else:
+                await self.compare("localstack", main, sync_note, by)
         max_rate = a.max_rate or (
             by[("fanout", "localstack")].events_per_s if ("fanout", "localstack") in by else None
         )
@@ -229,9 +316,44 @@ class Suite:
             self.results["open"] = rows
         if "sweeps" in a.parts:
             await self.sweeps(main, max_rate, localstack_up)
+        if "latency" in a.parts:
+            self.console.rule(
+                f"latency: fanout and naive on the stub at {a.round_trips} ms round trips"
+                + (" (fanout on default settings)" if a.defaults else "")
+            )
+            self.results["latency"] = await latency.measure(
+                self.latency_run,
+                main,
+                a.round_trips,
+                a.repeat,
+                a.latency_open_share,
+                a.latency_open_seconds,
+                self.console.print,
+                [latency.processes_system(n) for n in a.latency_processes],
+            )
         self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         self.results["headline"] = self.headline(by)
         return self.results
+
+    async def compare_behind_proxy(
+        self, main: Prepared, sync_note: str, by: dict[tuple[str, str], ClosedResult]
+    ) -> None:
+        """``compare`` on LocalStack with every call of the measured systems delayed by
+        ``--localstack-latency-ms`` (+-25%) in a proxy; the bench's own calls go direct."""
+        from fanout.testing.faultproxy import Delay, FaultProxy
+
+        ms = self.args.localstack_latency_ms
+        self.results["localstack_added_latency_ms"] = ms
+        self.console.print(f"  + {ms:g} ms (+-25%) per call through a delaying proxy")
+        async with FaultProxy(self.args.endpoint_url) as proxy:
+            proxy.add(Delay(None, ms / 1000, times=None, jitter=latency.JITTER))
+            self.proxy_endpoint = proxy.url
+            try:
+                await self.compare("localstack", main, sync_note, by)
+            finally:
+                self.proxy_endpoint = None
+                # what went through it: every data call of the three systems
+                self.results["localstack_proxy_calls"] = dict(proxy.calls)
 
     async def compare(
         self, backend: str, main: Prepared, sync_note: str, by: dict[tuple[str, str], ClosedResult]
@@ -467,6 +589,8 @@ class Suite:
                         f"stub: on asyncio's own loop fanout takes {plain.cpu_us_per_event:.0f} µs "
                         f"CPU/event ({f.cpu_us_per_event / plain.cpu_us_per_event:.2f}x on uvloop)"
                     )
+        if self.results.get("latency"):
+            lines += latency.headline(self.results["latency"]["summary"])
         # Open loop: fanout's p50 and p99 no worse than naive's at every rate both sustain
         # (medians over the repeats).
         runs: dict[tuple[str, Any], list[dict[str, Any]]] = {}
@@ -509,6 +633,8 @@ async def suite(args: argparse.Namespace, console: Console) -> int:
     results["failures"] = s.failures
     path = args.out / "results.json"
     report.write_json(results, path)
+    if results.get("latency"):
+        (args.out / "latency.md").write_text(latency.markdown(results["latency"]["summary"]))
     report.render(results, console)
     if not args.no_plots:
         for png in report.plots(results, args.out):

@@ -141,6 +141,13 @@ def main() -> None:
     p_calls.add_argument("--repeat", type=int, default=5)
     p_calls.add_argument("--json", type=Path, default=None, help="write the numbers here")
     p_calls.add_argument("--uvloop", action="store_true", help="run on uvloop (bench extra)")
+    p_calls.add_argument(
+        "--baseline-lean",
+        type=Path,
+        default=None,
+        help="also measure the lean client of this lean.py (e.g. `git show main:fanout/aws/"
+        "lean.py > /tmp/lean_main.py`): a change's cost as a ratio in the same run",
+    )
     args = parser.parse_args()
     print(_load())
     if args.command == "signers":
@@ -151,10 +158,10 @@ def main() -> None:
             import uvloop
 
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                results = runner.run(calls(args.calls, args.repeat))
+                results = runner.run(calls(args.calls, args.repeat, args.baseline_lean))
             results["loop"] = "uvloop"
         else:
-            results = asyncio.run(calls(args.calls, args.repeat))
+            results = asyncio.run(calls(args.calls, args.repeat, args.baseline_lean))
             results["loop"] = "asyncio"
         print(json.dumps(results, indent=2))
         if args.json is not None:
@@ -207,7 +214,28 @@ def _serve(port_out: Any) -> None:
     asyncio.run(main())
 
 
-async def calls(n: int, repeat: int) -> dict[str, Any]:
+async def _baseline_lean(path: Path, endpoint: str) -> Any:
+    """The LeanSQSClient of another revision's lean.py (same fanout package otherwise)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("lean_baseline", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline-lean {path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return await module.open_lean_client(
+        endpoint_url=endpoint,
+        region="us-east-1",
+        max_pool_connections=64,
+        connect_timeout=5.0,
+        read_timeout=30.0,
+        credentials=DUMMY,
+    )
+
+
+async def calls(n: int, repeat: int, baseline: Path | None = None) -> dict[str, Any]:
     from fanout.aws.client import create_clients
     from fanout.config import Settings
 
@@ -226,6 +254,9 @@ async def calls(n: int, repeat: int) -> dict[str, Any]:
                 _, clients[kind] = await stack.enter_async_context(
                     create_clients(settings, **DUMMY)
                 )
+            if baseline is not None:
+                lean = await _baseline_lean(baseline, endpoint)
+                clients["lean-baseline"] = await stack.enter_async_context(lean)
             cpu: dict[str, list[float]] = {
                 f"{k} {op}": [] for op in ("send", "receive") for k in clients
             }
@@ -258,7 +289,20 @@ async def calls(n: int, repeat: int) -> dict[str, Any]:
         "us_cpu_per_call_median": {k: round(statistics.median(v), 1) for k, v in cpu.items()},
         "us_cpu_per_call_samples": {k: [round(x, 1) for x in v] for k, v in cpu.items()},
         "md5_verify_us_per_receive_of_10x1KB": round(md5, 2),
+        **_ratios(cpu),
     }
+
+
+def _ratios(cpu: dict[str, list[float]]) -> dict[str, Any]:
+    """lean / lean-baseline per repeat (same run, interleaved), when a baseline was measured."""
+    if "lean-baseline send" not in cpu:
+        return {}
+    out = {}
+    for op in ("send", "receive"):
+        pairs = zip(cpu[f"lean {op}"], cpu[f"lean-baseline {op}"], strict=True)
+        ratios = [a / b for a, b in pairs]
+        out[op] = {"median": round(statistics.median(ratios), 3), "samples": ratios}
+    return {"lean_vs_baseline_ratio": out}
 
 
 def _md5_cost(lean: Any, n: int) -> float:

@@ -16,7 +16,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -42,7 +42,9 @@ DATA_OPS = (
 
 @dataclass(frozen=True)
 class Knobs:
-    """fanout's knobs as its env vars (FANOUT_*); the baselines use ``pollers``."""
+    """fanout's knobs as its env vars (FANOUT_*); the baselines use ``naive_pollers`` (else
+    ``pollers``). ``defaults``: set none of them, so fanout runs on its own default settings
+    (only ``extra_env`` and the log level are passed)."""
 
     pollers: int = 4
     workers: int = 4
@@ -51,8 +53,12 @@ class Knobs:
     exit_when_idle: float = 1.0
     max_in_flight: int = 1000
     extra_env: tuple[tuple[str, str], ...] = ()
+    defaults: bool = False
+    naive_pollers: int | None = None
 
     def env(self) -> dict[str, str]:
+        if self.defaults:
+            return {"FANOUT_LOG_LEVEL": "WARNING", **dict(self.extra_env)}
         return {
             "FANOUT_POLLERS": str(self.pollers),
             "FANOUT_WORKERS": str(self.workers),
@@ -208,7 +214,7 @@ def system_argv(
         "--targets-json",
         json.dumps(queues.targets),
         "--pollers",
-        str(knobs.pollers),
+        str(knobs.naive_pollers or knobs.pollers),
     ]
     if max_events is not None:
         argv += ["--max-events", str(max_events)]
@@ -256,25 +262,58 @@ async def run_stub(
     *,
     profile: Path | None = None,
     empty: bool = False,
+    latency_ms: float = 0.0,
+    rate: float | None = None,
 ) -> tuple[ChildResult, Observed, dict[str, Any]]:
-    """One system against a fresh stub serving ``prep``'s bodies (none if ``empty``)."""
+    """One system against a fresh stub serving ``prep``'s bodies (none if ``empty``), each
+    answer ``latency_ms`` late (+-25%), the bodies due at ``rate`` events/s if given (open
+    loop; the stub's stats then hold each copy's latency)."""
     pool = prep.workdir / "pool-empty.jsonl" if empty else prep.pool_file()
     if empty:
         pool.write_text("")
-    with stub_server(pool, REPO) as (endpoint, _stub):
+    with stub_server(pool, REPO, latency_ms=latency_ms, rate=rate) as (endpoint, _stub):
         queues = stub_queues(endpoint, prep.targets)
         out = prep.workdir / f"summary-{system}.json"
-        argv, env = system_argv(system, queues, prep, knobs, out, profile=profile)
+        n = len(prep.bodies)
+        # Open loop: no exit on idle (the gaps between due messages are idle); naive stops
+        # after n events, fanout is stopped (SIGTERM, it drains) once all n are deleted.
+        argv, env = system_argv(
+            system,
+            queues,
+            prep,
+            knobs,
+            out,
+            profile=profile,
+            exit_when_idle=rate is None,
+            max_events=n if rate is not None else None,
+        )
+        if rate is not None and system not in FANOUT_SYSTEMS:
+            argv += ["--idle-receives", str(10**9)]
         child = Child(argv, env, REPO)
+        if rate is not None:
+            await _until_deleted(endpoint, child, n, within=n / rate * 3 + 60)
+            if system in FANOUT_SYSTEMS:
+                child.terminate()
         res = await asyncio.to_thread(child.wait, 1800)
         summary = _read_summary(system, res, out)
         stats = await asyncio.to_thread(_stub_stats, endpoint)
-    return res, _observed_from_stub(stats, queues), summary
+    observed = _observed_from_stub(stats, queues)
+    observed.stub_stats = stats
+    return res, observed, summary
 
 
-async def idle_cpu(system: str, prep: Prepared, knobs: Knobs) -> float:
+async def _until_deleted(endpoint: str, child: Child, n: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while child.running() and time.monotonic() < deadline:
+        stats = await asyncio.to_thread(_stub_stats, endpoint)
+        if int(stats["deleted"]) >= n:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def idle_cpu(system: str, prep: Prepared, knobs: Knobs, latency_ms: float = 0.0) -> float:
     """CPU of a run with nothing to do (start, idle wait, shutdown): subtracted per run."""
-    res, _, _ = await run_stub(system, prep, knobs, empty=True)
+    res, _, _ = await run_stub(system, prep, knobs, empty=True, latency_ms=latency_ms)
     return res.cpu
 
 
@@ -282,7 +321,7 @@ async def _depth_window(c: Any, url: str, n: int, child: Child) -> tuple[float, 
     """Poll the source queue: start when the first message left the visible count, end when
     the queue is empty (visible + in flight = 0), or when the child exits."""
     start = end = None
-    while child.proc.poll() is None:
+    while child.running():
         resp = await c.get_queue_attributes(
             QueueUrl=url,
             AttributeNames=[
@@ -311,13 +350,16 @@ async def run_localstack(
     endpoint: str,
     *,
     max_events: int | None = None,
+    proxy_endpoint: str | None = None,
 ) -> tuple[ChildResult, Observed, dict[str, Any], tuple[float, float]]:
     async with sqsenv.client(endpoint) as c:
         queues = await sqsenv.create_queues(c, endpoint, sqsenv.run_prefix(), prep.targets)
         try:
             await sqsenv.preload(c, queues.source, prep.bodies)
             out = prep.workdir / f"summary-{system}.json"
-            argv, env = system_argv(system, queues, prep, knobs, out, max_events=max_events)
+            # Queue URLs name LocalStack; with the JSON protocol the calls go to the endpoint.
+            theirs = replace(queues, endpoint=proxy_endpoint) if proxy_endpoint else queues
+            argv, env = system_argv(system, theirs, prep, knobs, out, max_events=max_events)
             child = Child(argv, env, REPO)
             window = await _depth_window(c, queues.source, len(prep.bodies), child)
             res = await asyncio.to_thread(child.wait, 3600)
@@ -337,13 +379,23 @@ async def closed_loop(
     endpoint: str | None = None,
     idle: float | None = None,
     note: str = "",
+    latency_ms: float = 0.0,
+    rate: float | None = None,
+    proxy_endpoint: str | None = None,
 ) -> ClosedResult:
+    """``latency_ms``: the stub's round trip; ``rate``: the stub's bodies are due at this
+    events/s (open loop: ``extra`` gets the per-copy latency); ``proxy_endpoint``: on
+    LocalStack, the system (not the bench's own calls) goes through this endpoint."""
     if backend == "stub":
-        res, observed, summary = await run_stub(system, prep, knobs)
+        res, observed, summary = await run_stub(
+            system, prep, knobs, latency_ms=latency_ms, rate=rate
+        )
         window = observed.window or (0.0, 1e-9)
     else:
         assert endpoint is not None
-        res, observed, summary, window = await run_localstack(system, prep, knobs, endpoint)
+        res, observed, summary, window = await run_localstack(
+            system, prep, knobs, endpoint, proxy_endpoint=proxy_endpoint
+        )
     if system in FANOUT_SYSTEMS:
         processed = int(summary["processed"])
         calls = observed.calls if observed.calls is not None else summary["sqs_calls"]
@@ -352,6 +404,8 @@ async def closed_loop(
         processed = int(summary["processed"])
         calls = observed.calls if observed.calls is not None else summary["calls"]
         extra = {"failed_entries": summary["failed_entries"]}
+    if rate is not None and observed.stub_stats is not None:
+        extra.update(open_latency(observed.stub_stats))
     data = _data_calls(calls)
     n = max(processed, 1)
     seconds = max(window[1] - window[0], 1e-9)
@@ -377,6 +431,31 @@ async def closed_loop(
         note=note,
         extra=extra,
     )
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of sorted values; NaN when there are none."""
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def open_latency(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-copy latency (due at the stub -> the copy's SendMessageBatch answered) and per-event
+    ack latency (due -> DeleteMessageBatch answered) from an open-loop stub's stats, in ms."""
+    copies = sorted(stats.get("copy_latency_ms") or [])
+    acks = sorted(stats.get("ack_latency_ms") or [])
+    return {
+        "rate": stats.get("rate"),
+        "copies_timed": len(copies),
+        "copy_p50_ms": round(quantile(copies, 50), 1),
+        "copy_p99_ms": round(quantile(copies, 99), 1),
+        "copy_max_ms": round(copies[-1], 1) if copies else float("nan"),
+        "ack_p50_ms": round(quantile(acks, 50), 1),
+        "ack_p99_ms": round(quantile(acks, 99), 1),
+        "copy_quantiles_ms": [round(quantile(copies, q), 2) for q in range(101)],
+    }
 
 
 def prepare(workload: Workload, workdir: Path | None = None) -> Prepared:

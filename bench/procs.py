@@ -103,10 +103,28 @@ class Child:
                     rss = int(line.split()[1])
         return rss
 
+    def running(self) -> bool:
+        """Whether the child has not exited yet, without reaping it: ``Popen.poll`` (and
+        ``send_signal``/``kill``, which poll first) would reap it, and ``wait``'s ``wait4``
+        would then fail with ChildProcessError and lose its rusage."""
+        if self.proc.returncode is not None:
+            return False
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        return info is None
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` unless the child was reaped (an exited, unreaped child is a zombie:
+        its pid cannot be reused yet, so this never hits another process)."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
+
     def terminate(self) -> None:
         self.sample_rss()
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
+        self.signal(signal.SIGTERM)
 
     def wait(self, timeout: float | None = None) -> ChildResult:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -116,7 +134,7 @@ class Child:
             if pid:
                 break
             if deadline is not None and time.monotonic() > deadline:
-                self.proc.kill()
+                self.signal(signal.SIGKILL)
                 deadline = None
             time.sleep(0.02)
         wall = time.monotonic() - self.started
@@ -137,14 +155,21 @@ class Child:
 
 @contextlib.contextmanager
 def stub_server(
-    pool_file: Path, cwd: Path, max_wait: float = 0.5, latency_ms: float = 0.0
+    pool_file: Path,
+    cwd: Path,
+    max_wait: float = 0.5,
+    latency_ms: float = 0.0,
+    rate: float | None = None,
+    start_delay: float = 1.0,
 ) -> Iterator[tuple[str, Child]]:
-    """The stub in its own process, answering after ``latency_ms`` (+-25%); yields (endpoint
-    URL, child)."""
+    """The stub in its own process, answering after ``latency_ms`` (+-25%), its pool due at
+    ``rate`` events/s if given (open loop); yields (endpoint URL, child)."""
+    open_loop = ("--rate", str(rate), "--start-delay", str(start_delay)) if rate else ()
     child = Child(
         [
             *(PY, "-m", "bench.stub", "--pool", str(pool_file)),
             *("--max-wait", str(max_wait), "--latency-ms", str(latency_ms)),
+            *open_loop,
         ],
         child_env({}),
         cwd,

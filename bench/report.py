@@ -106,6 +106,9 @@ def closed_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         k = r["knobs"]
         knobs = f"P{k['pollers']} W{k['workers']} L{k['linger_ms']:g}"
+        if k.get("defaults"):  # fanout on its own defaults; naive with its pollers
+            naive = k.get("naive_pollers") or k["pollers"]
+            knobs = {"naive": f"P{naive}", "sync": ""}.get(r["system"], "defaults")
         table.add_row(
             r["system"] + (f" ({r['note']} events)" if r.get("note") else ""),
             r["backend"],
@@ -177,6 +180,23 @@ def render(results: dict[str, Any], console: Console) -> None:
             console.print(closed_table(f"Sweep: {name}", sweeps[name]))
     if sweeps.get("linger"):
         console.print(open_table("Sweep: linger (open loop at 50% of max)", sweeps["linger"]))
+    if results.get("latency"):
+        from bench.latency import EXTRA_HEADER, TABLE_HEADER, extra_rows, table_rows
+
+        table = Table(title="Round trips (stub, medians of the repeats)")
+        for head in TABLE_HEADER:
+            table.add_column(head, justify="right")
+        for row in table_rows(results["latency"]["summary"]):
+            table.add_row(*row)
+        console.print(table)
+        extra = extra_rows(results["latency"]["summary"])
+        if extra:
+            table = Table(title="Round trips, more systems (closed loop)")
+            for head in EXTRA_HEADER:
+                table.add_column(head, justify="right")
+            for row in extra:
+                table.add_row(*row)
+            console.print(table)
     for line in results.get("headline", []):
         console.print(line)
 
@@ -253,6 +273,12 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         ax.set_title("fanout CPU per event vs rule count (stub)")
         ax.grid(alpha=0.3)
         written.append(_save(fig, out / "cpu_vs_rules.png"))
+    if results.get("latency"):
+        from bench.latency import plot
+
+        png = plot(results["latency"], out)
+        if png is not None:
+            written.append(png)
     return written
 
 

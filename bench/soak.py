@@ -124,7 +124,7 @@ async def soak_process(args: argparse.Namespace, fleet: Fleet, events: list[Publ
     started = time.monotonic()
     try:
         for tick in itertools.count():
-            if child.proc.poll() is not None:
+            if not child.running():
                 break
             rss = child.sample_rss()
             visible, hidden = await depth(fleet.sqs, fleet.source)

@@ -40,6 +40,7 @@ class Observed:
     calls: dict[str, int] | None = None
     window: tuple[float, float] | None = None
     redelivered: int = 0
+    stub_stats: dict[str, Any] | None = None  # the stub's /_bench/stats, as served
 
 
 @asynccontextmanager

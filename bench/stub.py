@@ -9,7 +9,14 @@ only work in a run is the consumer's own: its CPU per event is measured without 
 ``--jitter`` (a fraction, default 0.25) of it: real SQS answers in 10-50 ms, and a consumer's
 throughput there depends on how many calls it keeps in flight, not on its CPU.
 
+``--rate R`` turns the pool into an open-loop producer: message i becomes visible at
+t0 + i / R, t0 being ``--start-delay`` seconds after the first ReceiveMessage (the consumer is
+up by then), and a long poll returns as soon as one is due. Each copy's and each delete's
+latency from that scheduled time is recorded (no coordinated omission: a consumer that falls
+behind is charged for it).
+
     python -m bench.stub --pool bodies.jsonl [--port 0] [--max-wait 0.5] [--latency-ms 20]
+        [--rate 500 --start-delay 1]
 
 prints ``PORT <n>`` once listening. ``GET /_bench/stats`` returns the counters: calls and
 entries per operation, copies per queue and event id, DLQ records by event id, and the time
@@ -52,6 +59,8 @@ class Stub:
         latency: round trip added to every answer (seconds); 0: instant.
         jitter: the round trip varies uniformly within this fraction of it.
         rng: draws the jitter (seeded for repeatable runs).
+        rate: open loop: message i is due at t0 + i / rate (events/s); None: all at once.
+        start_delay: t0 is this many seconds after the first ReceiveMessage.
     """
 
     def __init__(
@@ -61,8 +70,17 @@ class Stub:
         latency: float = 0.0,
         jitter: float = 0.25,
         rng: random.Random | None = None,
+        rate: float | None = None,
+        start_delay: float = 1.0,
     ) -> None:
         self.pool = pool
+        self.rate = rate
+        self.start_delay = start_delay
+        self.t0: float | None = None
+        # event id -> pool index, to charge each copy to its message's scheduled time
+        self.index = {str(orjson.loads(b)["id"]): i for i, b in enumerate(pool)} if rate else {}
+        self.copy_latency_ms: list[float] = []
+        self.ack_latency_ms: list[float] = []
         self.latency = latency
         self.jitter = jitter
         self.rng = rng or random.Random(0)  # noqa: S311 - jitter, not cryptography
@@ -83,23 +101,36 @@ class Stub:
 
     # --- operations --------------------------------------------------------------------
 
+    def due(self, i: int) -> float:
+        """When message ``i`` is due (open loop; 0 in a closed loop: all are)."""
+        if self.rate is None or self.t0 is None:
+            return 0.0
+        return self.t0 + i / self.rate
+
     def _take(self, most: int) -> list[int]:
         out: list[int] = []
         while len(out) < most and self.requeued:
             out.append(self.requeued.popleft())
-        while len(out) < most and self.next < len(self.pool):
+        now = time.time()
+        while len(out) < most and self.next < len(self.pool) and self.due(self.next) <= now:
             out.append(self.next)
             self.next += 1
         return out
 
     async def receive(self, req: dict[str, Any]) -> dict[str, Any]:
         most = int(req.get("MaxNumberOfMessages", 1))
+        if self.rate is not None and self.t0 is None:
+            self.t0 = time.time() + self.start_delay
         picked = self._take(most)
         if not picked:
             wait = min(float(req.get("WaitTimeSeconds", 0)), self.max_wait)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            picked = self._take(most)
+            deadline = time.time() + wait
+            # A long poll: back as soon as a message is due, else at the deadline.
+            while not picked and (now := time.time()) < deadline:
+                pending = self.next < len(self.pool) and self.rate is not None
+                wake = min(deadline, self.due(self.next)) if pending else deadline
+                await asyncio.sleep(max(0.0, wake - now))
+                picked = self._take(most)
         if not picked:
             return {}
         if self.first_served is None:
@@ -135,6 +166,8 @@ class Stub:
                 attr = (entry.get("MessageAttributes") or {}).get(EVENT_ID_ATTRIBUTE)
                 eid = attr["StringValue"] if attr else orjson.loads(body)["id"]
                 counts[eid] += 1
+                if eid in self.index:
+                    self.copy_latency_ms.append(self._since_due(self.index[eid]))
             ok.append({"Id": entry["Id"], "MessageId": "s", "MD5OfMessageBody": FAKE_MD5})
         return {"Successful": ok, "Failed": []}
 
@@ -143,14 +176,24 @@ class Stub:
         self.send_batch({"QueueUrl": req["QueueUrl"], "Entries": [entry]})
         return {"MessageId": "s", "MD5OfMessageBody": FAKE_MD5}
 
+    def _since_due(self, i: int) -> float:
+        return round((time.time() - self.due(i)) * 1000, 3)
+
+    def _acked(self, handle: str) -> None:
+        if self.rate is not None:
+            self.ack_latency_ms.append(self._since_due(int(handle.split(".")[0])))
+
     def delete_batch(self, req: dict[str, Any]) -> dict[str, Any]:
         self.deleted += len(req["Entries"])
         self.last_delete = time.time()
+        for e in req["Entries"]:
+            self._acked(str(e["ReceiptHandle"]))
         return {"Successful": [{"Id": e["Id"]} for e in req["Entries"]], "Failed": []}
 
     def delete_one(self, req: dict[str, Any]) -> dict[str, Any]:
         self.deleted += 1
         self.last_delete = time.time()
+        self._acked(str(req["ReceiptHandle"]))
         return {}
 
     def change_visibility_batch(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +214,10 @@ class Stub:
             "dlq": self.dlq,
             "first_served": self.first_served,
             "last_delete": self.last_delete,
+            "rate": self.rate,
+            "t0": self.t0,
+            "copy_latency_ms": self.copy_latency_ms,
+            "ack_latency_ms": self.ack_latency_ms,
         }
 
     # --- HTTP --------------------------------------------------------------------------
@@ -209,9 +256,15 @@ class Stub:
 
 
 async def serve(
-    pool: list[str], port: int, max_wait: float, latency: float = 0.0, jitter: float = 0.25
+    pool: list[str],
+    port: int,
+    max_wait: float,
+    latency: float = 0.0,
+    jitter: float = 0.25,
+    rate: float | None = None,
+    start_delay: float = 1.0,
 ) -> None:
-    stub = Stub(pool, max_wait, latency, jitter)
+    stub = Stub(pool, max_wait, latency, jitter, rate=rate, start_delay=start_delay)
     server = web.Server(stub.handle, access_log=None)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(server, "127.0.0.1", port, backlog=1024)
@@ -224,7 +277,7 @@ async def serve(
     await server.shutdown(1.0)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="instant SQS JSON-protocol stub for the bench")
     parser.add_argument("--pool", type=Path, required=True, help="file of bodies, one JSON a line")
     parser.add_argument("--port", type=int, default=0)
@@ -235,10 +288,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--jitter", type=float, default=0.25, help="round-trip jitter, a fraction of it"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--rate", type=float, help="open loop: make the pool's messages due at this events/s"
+    )
+    parser.add_argument(
+        "--start-delay",
+        type=float,
+        default=1.0,
+        help="open loop: the first message is due this long after the first receive",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if (
+        args.latency_ms < 0
+        or not 0 <= args.jitter < 1
+        or (args.rate is not None and args.rate <= 0)
+    ):
+        raise SystemExit("bench.stub: --latency-ms >= 0, 0 <= --jitter < 1 and --rate > 0")
     pool = args.pool.read_text().splitlines() if args.pool.stat().st_size else []
     try:
-        asyncio.run(serve(pool, args.port, args.max_wait, args.latency_ms / 1000, args.jitter))
+        asyncio.run(
+            serve(
+                pool,
+                args.port,
+                args.max_wait,
+                args.latency_ms / 1000,
+                args.jitter,
+                args.rate,
+                args.start_delay,
+            )
+        )
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -1,5 +1,5 @@
-"""Command line: ``fanout run``, ``fanout rules ...``, ``fanout dlq ...`` (also ``python -m
-fanout``). Flags override FANOUT_* vars."""
+"""Command line: ``fanout run``, ``fanout rules ...``, ``fanout dlq ...``, ``fanout topics``
+(also ``python -m fanout``). Flags override FANOUT_* vars."""
 
 from __future__ import annotations
 
@@ -7,21 +7,24 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from fanout import __version__
 from fanout.aws.checks import check_queues
 from fanout.aws.client import create_clients
-from fanout.config import EventLoopKind, Settings, load_settings
+from fanout.commands import dlq as dlq_command
+from fanout.commands import rules as rules_command
+from fanout.commands import topics as topics_command
+from fanout.commands.common import run_async
+from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.observability.stats import Stats, render_summary
 from fanout.observability.telemetry import Telemetry, setup_telemetry
-from fanout.ops import cli as ops_cli
-from fanout.rules import cli as rules_cli
+from fanout.pipeline.tasks import CRASH_LOOP_EXIT
 from fanout.rules import load_rules
 from fanout.runtime.cpus import available_cpus
 from fanout.runtime.heap import settle_heap
@@ -29,7 +32,8 @@ from fanout.runtime.supervisor import supervise, watch_parent
 from fanout.service import Service
 from fanout.signals import install_signal_handlers
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from fanout.local.run import LocalOptions
 
 NO_SOURCE = (
     "no source queue configured: set FANOUT_SOURCE_QUEUE_URL (or GENESYS_SOURCE_QUEUE_URL) "
@@ -56,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint-url", help="FANOUT_ENDPOINT_URL (LocalStack, moto)")
     run.add_argument("--region", help="FANOUT_REGION")
     run.add_argument("--pollers", type=int, help="FANOUT_POLLERS")
-    run.add_argument("--workers", type=int, help="FANOUT_WORKERS")
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="FANOUT_WORKERS: validate+match tasks; not a throughput knob (one event loop "
+        "does the work): use --processes for more cores",
+    )
     run.add_argument("--max-in-flight", type=int, help="FANOUT_MAX_IN_FLIGHT")
     run.add_argument("--max-in-flight-bytes", type=int, help="FANOUT_MAX_IN_FLIGHT_BYTES")
     run.add_argument("--linger-ms", type=float, help="FANOUT_LINGER_MS")
@@ -94,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--malformed", type=float, default=0.02, help="share of bad bodies")
     local.add_argument("--seed", type=int, default=7, help="synthetic traffic seed")
     local.add_argument("--no-progress", action="store_true", help="no live progress line")
-    rules_cli.add_parser(sub)
-    ops_cli.add_parser(sub)
+    rules_command.add_parser(sub)
+    dlq_command.add_parser(sub)
+    topics_command.add_parser(sub)
     return parser
 
 
@@ -160,25 +170,6 @@ async def serve(settings: Settings, exit_when_idle: float | None) -> Stats:
         telemetry.shutdown()  # flush the last spans and metrics
 
 
-def run_async(main: Coroutine[Any, Any, T], loop: EventLoopKind = "auto") -> T:
-    """Run on uvloop when it is installed (``pip install 'fanout[fast]'``) unless ``loop``
-    (FANOUT_EVENT_LOOP) says asyncio; the bench measures both (README: the lean client)."""
-    if loop != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if loop == "uvloop":
-                main.close()
-                raise ConfigError(
-                    "FANOUT_EVENT_LOOP=uvloop but uvloop is not installed: "
-                    "pip install 'fanout[fast]', or set FANOUT_EVENT_LOOP=auto"
-                ) from None
-        else:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(main)
-    return asyncio.run(main)
-
-
 def resolve_processes(settings: Settings) -> int:
     """FANOUT_PROCESSES as a number: ``auto`` is the CPUs this process may use; a child of
     the supervisor is always one pipeline."""
@@ -189,20 +180,25 @@ def resolve_processes(settings: Settings) -> int:
     return settings.processes
 
 
+def local_options(args: argparse.Namespace, *, progress: bool) -> LocalOptions:
+    """``--local``'s options; checks first that the extra is installed (one line if not)."""
+    from fanout.local.run import LocalOptions, require_moto
+
+    require_moto()
+    return LocalOptions(
+        rate=args.rate,
+        events=args.events,
+        malformed=args.malformed,
+        seed=args.seed,
+        progress=progress,
+    )
+
+
 def supervise_command(settings: Settings, processes: int, args: argparse.Namespace) -> int:
     """``--processes N`` (N > 1): the supervisor; errors are handled by ``run_command``."""
     local = None
     if args.local:
-        from fanout.local.run import LocalOptions, require_moto
-
-        require_moto()
-        local = LocalOptions(
-            rate=args.rate,
-            events=args.events,
-            malformed=args.malformed,
-            seed=args.seed,
-            progress=False,  # the counters live in the children
-        )
+        local = local_options(args, progress=False)  # the counters live in the children
     elif not settings.source_queue_url:
         raise ConfigError(NO_SOURCE)
     code, summary = run_async(
@@ -235,16 +231,9 @@ def run_command(args: argparse.Namespace) -> int:
         if processes > 1:
             return supervise_command(settings, processes, args)
         if args.local:
-            from fanout.local.run import LocalOptions, require_moto, run_local
+            from fanout.local.run import run_local
 
-            require_moto()  # before anything starts: one line if the extra is missing
-            options = LocalOptions(
-                rate=args.rate,
-                events=args.events,
-                malformed=args.malformed,
-                seed=args.seed,
-                progress=not args.no_progress and sys.stdout.isatty(),
-            )
+            options = local_options(args, progress=not args.no_progress and sys.stdout.isatty())
             telemetry = setup_telemetry()
             stats = run_async(
                 run_local(
@@ -266,7 +255,7 @@ def run_command(args: argparse.Namespace) -> int:
         if telemetry is not None:
             telemetry.shutdown()  # flush the last spans and metrics
     report(stats, args.summary_json)
-    return 0
+    return CRASH_LOOP_EXIT if stats.crash_loop else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,9 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return run_command(args)
     if args.command == "rules":
-        return rules_cli.main(args)
+        return rules_command.main(args)
     if args.command == "dlq":
-        return ops_cli.main(args)
+        return dlq_command.main(args)
+    if args.command == "topics":
+        return topics_command.main(args)
     return 2  # pragma: no cover - argparse enforces the subcommand
 
 

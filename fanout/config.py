@@ -57,7 +57,15 @@ class Settings(BaseSettings):
     )
 
     pollers: int = Field(default=4, ge=1, le=256, description="Concurrent ReceiveMessage loops.")
-    workers: int = Field(default=4, ge=1, le=1024, description="Validate+match workers.")
+    workers: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Validate+match tasks on the one event loop. Not a throughput knob: "
+        "handling never awaits, so a worker handles every message already queued before it "
+        "yields and the others mostly wait (bench/results/workers.md); cores come from "
+        "FANOUT_PROCESSES (--processes).",
+    )
     max_in_flight: int = Field(
         default=1000,
         ge=10,
@@ -162,6 +170,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Set by the --processes supervisor for its children (logs, OTLP resource); "
         "not for users.",
+    )
+    http_socket_fd: int | None = Field(
+        default=None,
+        ge=0,
+        description="Set by the --processes supervisor for its children: the inherited, "
+        "already bound socket of their health endpoints (no port race); not for users.",
     )
 
     @field_validator("processes", mode="before")

@@ -3,7 +3,9 @@
 Rules match on the raw JSON dict (what users see in their events), so validation checks types
 and shapes but never rewrites the event; the copy sent to targets is the original body string.
 Numeric fields are strict: ``"120000"`` where a number belongs is a DLQ'd event with a reason
-naming the field, not an event that silently fails every ``>`` comparison.
+naming the field, not an event that silently fails every ``>`` comparison. For Genesys topics
+the Genesys topic catalog (fanout/genesys) says which fields are numbers; unknown fields and
+unknown topics are accepted, as Genesys adds both over time.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError
 
+from fanout.genesys.strict import NumericChecks
 from fanout.jsontypes import json_type
 from fanout.outcomes import DlqReason
 
 GENESYS_SOURCE_PREFIX = "aws.partner/genesys.com"
 SIMPLIFIED_SOURCE = "genesys.cloud"
-CONVERSATION_TOPIC_PREFIX = "v2.detail.events.conversation."
 AUDIT_TOPIC_PREFIX = "v2.audits."
 # SQS refuses C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF, in a message attribute
 # value (the ``fanout.event_id`` attribute on every copy). Tab, LF, CR and the C1 controls are
@@ -60,37 +62,6 @@ class GenesysDetail(_Open):
     eventBody: dict[str, Any]
     metadata: GenesysMetadata | None = None
     timestamp: datetime | None = None
-
-
-class ConversationEventBody(_Open):
-    """Body of the ``v2.detail.events.conversation.{id}.*`` topics; every field is optional."""
-
-    eventTime: StrictInt | None = None
-    conversationId: str | None = None
-    participantId: str | None = None
-    sessionId: str | None = None
-    mediaType: str | None = None
-    messageType: str | None = None
-    provider: str | None = None
-    direction: str | None = None
-    ani: str | None = None
-    dnis: str | None = None
-    addressFrom: str | None = None
-    addressTo: str | None = None
-    disconnectType: str | None = None
-    userId: str | None = None
-    queueId: str | None = None
-    divisionId: str | None = None
-    wrapupCode: str | None = None
-    wrapupNotes: str | None = None
-    wrapupDurationMs: Number | None = None
-    interactingDurationMs: Number | None = None
-    heldDurationMs: Number | None = None
-    alertingDurationMs: Number | None = None
-    acdOutcome: str | None = None
-    connectedDurationMs: Number | None = None
-    routingPriority: Number | None = None
-    conversationExternalContactIds: list[str] | None = None
 
 
 class AuditEventBody(_Open):
@@ -198,9 +169,12 @@ def parse_event(body: str) -> Event:
     invalid = DlqReason.INVALID_DETAIL
     if source.startswith(GENESYS_SOURCE_PREFIX):
         _validate(GenesysDetail, detail, invalid, "detail", event_id)
-        body_model = _body_model(detail_type)
-        if body_model is not None:
-            _validate(body_model, detail["eventBody"], invalid, "detail.eventBody", event_id)
+        event_body = detail["eventBody"]
+        wrong = _numeric_checks().check(detail_type, event_body, "detail.eventBody.")
+        if wrong is not None:
+            raise InvalidEvent(invalid, wrong, event_id)
+        if detail_type.startswith(AUDIT_TOPIC_PREFIX):
+            _validate(AuditEventBody, event_body, invalid, "detail.eventBody", event_id)
     elif source == SIMPLIFIED_SOURCE:
         _validate(SimplifiedDetail, detail, invalid, "detail", event_id)
     return Event(id=event_id, detail_type=detail_type, source=source, data=data, body=body)
@@ -249,9 +223,15 @@ def _reject_duplicate_keys(body: str, data: dict[str, Any]) -> None:
         ) from None
 
 
-def _body_model(detail_type: str) -> type[BaseModel] | None:
-    if detail_type.startswith(CONVERSATION_TOPIC_PREFIX):
-        return ConversationEventBody
-    if detail_type.startswith(AUDIT_TOPIC_PREFIX):
-        return AuditEventBody
-    return None
+class _Checks:
+    """The packaged catalog's numeric checks, compiled on first use and kept here (on a class,
+    not a module global) for the life of the process."""
+
+    compiled: NumericChecks | None = None
+
+
+def _numeric_checks() -> NumericChecks:
+    checks = _Checks.compiled
+    if checks is None:
+        checks = _Checks.compiled = NumericChecks()
+    return checks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from numbers import Number
 from typing import Any
@@ -22,6 +23,14 @@ def json_type(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "array"
     return type(value).__name__
+
+
+def bytes_as_base64(value: Any) -> str:
+    """orjson's ``default`` hook: bytes (an SQS BinaryValue) as base64, as botocore sends them;
+    anything else it cannot encode is a TypeError."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def is_number(x: Any) -> bool:

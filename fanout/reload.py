@@ -27,6 +27,7 @@ from fanout.errors import ConfigError, StartupError
 from fanout.observability.stats import Stats
 from fanout.outcomes import ReloadResult
 from fanout.rules import RuleSet
+from fanout.rules.lint import log_warnings
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class RulesReloader:
             ", ".join(change.removed) or "none",
             " (their pending copies are still delivered)" if change.removed else "",
         )
+        log_warnings(rules, log)  # Genesys schema warnings: logged, the new rules stay
         return True
 
     def _failed(self, why: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -27,9 +28,14 @@ from fanout.aws.limits import MAX_MESSAGE_BYTES
 from fanout.aws.retry import Backoff
 from fanout.aws.urls import queue_name
 from fanout.config import Settings
-from fanout.observability.health import HealthServer
+from fanout.observability.health import HealthServer, not_ready_reason
 from fanout.observability.stats import Stats
-from fanout.observability.telemetry import Telemetry, observe_stats
+from fanout.observability.telemetry import (
+    Telemetry,
+    observe_inflight_limits,
+    observe_readiness,
+    observe_stats,
+)
 from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters
 from fanout.pipeline.inflight import InFlight, Received
@@ -37,10 +43,12 @@ from fanout.pipeline.poller import Poller
 from fanout.pipeline.routing import Routing
 from fanout.pipeline.sender import QueueSender, SenderFactory
 from fanout.pipeline.settle import Settler
+from fanout.pipeline.tasks import TaskSupervisor
 from fanout.pipeline.worker import Worker
 from fanout.reload import RulesChange, RulesReloader
 from fanout.rules import RuleSet
 from fanout.rules import load_rules as load_rules_file
+from fanout.rules.lint import log_warnings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -103,6 +111,8 @@ class Service:
         )
         self.work: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.max_in_flight)
         self.stop = asyncio.Event()
+        # Every long-lived task runs under it: a crash is logged, counted and restarted.
+        self.tasks = TaskSupervisor(self.stats, self.stop)
         rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         backoff = Backoff.from_settings(settings)
         self.acker = Acker(
@@ -178,6 +188,23 @@ class Service:
             target_queues=self._target_queues,
             dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
         )
+        observe_inflight_limits(
+            telemetry.meter,
+            lambda: self.inflight.max_in_flight,
+            lambda: self.inflight.max_bytes,
+            source=source_name,
+        )
+        observe_readiness(
+            telemetry.meter,
+            lambda: (
+                not_ready_reason(
+                    self.inflight,
+                    window=settings.readiness_window_seconds,
+                    stopping=self.stop.is_set(),
+                )
+                is None
+            ),
+        )
         self.health = (
             HealthServer(
                 self.inflight,
@@ -203,6 +230,7 @@ class Service:
             s.max_in_flight,
             s.max_in_flight_bytes / 2**20,
         )
+        log_warnings(self.rules, log)  # Genesys schema warnings: logged, never refused
         log.debug(
             "tuning: %s data-plane client on %s, linger %.0f ms, delete linger %.0f ms, "
             "wait %d s, visibility %d s, retry budget %d attempts / %.0f s",
@@ -219,16 +247,17 @@ class Service:
         self.inflight.last_message_at = time.monotonic()
         if self.health is not None:
             assert s.http_port is not None
-            await self.health.start(s.http_host, s.http_port)
+            await self.health.start(s.http_host, s.http_port, s.http_socket_fd)
         for poller in self.pollers:
             # Drain mode: short polls, so the exit never waits out a long poll.
             poller.drain = exit_when_idle is not None
-        heartbeat = asyncio.create_task(self.acker.heartbeat(), name="visibility heartbeat")
-        reloader = asyncio.create_task(self.reloader.run(), name="rules reload")
-        pollers = [asyncio.create_task(p.run(), name="poller") for p in self.pollers]
-        workers = [asyncio.create_task(w.run(self.work), name="worker") for w in self.workers]
+        tasks = self.tasks
+        heartbeat = tasks.spawn("visibility heartbeat", self.acker.heartbeat)
+        reloader = tasks.spawn("rules reload", self.reloader.run)
+        pollers = [tasks.spawn("poller", p.run) for p in self.pollers]
+        workers = [tasks.spawn("worker", functools.partial(w.run, self.work)) for w in self.workers]
         idle = (
-            asyncio.create_task(self._watch_idle(exit_when_idle), name="idle watch")
+            tasks.spawn("idle watch", functools.partial(self._watch_idle, exit_when_idle))
             if exit_when_idle is not None
             else None
         )
@@ -245,6 +274,7 @@ class Service:
             if self.health is not None:
                 await self.health.stop()
             self.stats.peak_in_flight_bytes = self.inflight.peak_bytes
+            self.stats.crash_loop = self.tasks.failed
         return self.stats
 
     @property

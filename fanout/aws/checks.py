@@ -17,10 +17,11 @@ from fanout.aws.limits import MAX_MESSAGE_BYTES
 from fanout.aws.retry import NON_EXISTENT_QUEUE_CODES, Backoff, Failure, call_with_retry
 from fanout.config import Settings
 from fanout.errors import StartupError
-from fanout.rules import RuleSet
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
+
+    from fanout.rules import RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,20 @@ async def check_new_targets(
     return limits
 
 
+def queue_problem(exc: BaseException) -> str | None:
+    """One phrase for a queue that is missing, denied or unreachable; None otherwise."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in NON_EXISTENT_QUEUE_CODES:
+            return "does not exist"
+        if "AccessDenied" in code:
+            return "access denied (see README: IAM actions per queue)"
+        return None
+    if isinstance(exc, (BotoCoreError, OSError)):
+        return f"is unreachable: {exc}"
+    return None
+
+
 async def _check_queue(client: SQSClient, settings: Settings, ref: QueueRef) -> dict[str, str]:
     """GetQueueAttributes on one queue; a problem raises StartupError naming it."""
     # Transient errors (throttling, 5xx, a dropped connection) are retried like any call: they
@@ -106,17 +121,12 @@ async def _check_queue(client: SQSClient, settings: Settings, ref: QueueRef) -> 
             "(env, ~/.aws, SSO, instance role); configure one"
         ) from None
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
-        if code in NON_EXISTENT_QUEUE_CODES:
-            problem = "does not exist"
-        elif "AccessDenied" in code:
-            problem = "access denied (see README: IAM actions per queue)"
-        else:
-            problem = f"failed: {code} {exc.response.get('Error', {}).get('Message', '')}"
+        error = exc.response.get("Error", {})
+        problem = queue_problem(exc) or f"failed: {error.get('Code')} {error.get('Message', '')}"
         raise StartupError(f"{ref.label} {ref.url} {problem} (set in {ref.origin})") from None
     except (BotoCoreError, OSError) as exc:
         raise StartupError(
-            f"{ref.label} {ref.url} is unreachable: {exc} (set in {ref.origin}; "
+            f"{ref.label} {ref.url} {queue_problem(exc)} (set in {ref.origin}; "
             f"endpoint {settings.endpoint_url or 'AWS'})"
         ) from None
     attributes = {str(k): v for k, v in response.get("Attributes", {}).items()}

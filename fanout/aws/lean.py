@@ -1,19 +1,20 @@
 """The lean SQS data-plane client: the four hot calls over aiohttp, awsJson1_0, orjson.
 
-aiobotocore spends ~1 ms of CPU per SendMessageBatch on per-call machinery (request objects,
-event hooks, model-driven serialization and parsing) for ~0.2 ms of actual work (bench:
-bench/client_call.py). fanout's pipeline makes four calls on its data plane, always with the
+aiobotocore spends most of a SendMessageBatch's CPU on per-call machinery (request objects,
+event hooks, model-driven serialization and parsing), several times the work itself (see
+bench/README.md's numbers). fanout's pipeline makes four calls on its data plane, always with the
 same shapes, so this client makes exactly those four, with the SDK's keyword arguments and
 response dicts: the pipeline cannot tell the two apart (tests/integration/test_client_contract.py
 runs one contract suite against both).
 
-What it keeps from the SDK: the credential provider chain and its refresh
+What it keeps from the SDK: the session, so the credential provider chain and its refresh
 (``fanout.aws.credentials``), SigV4 (``fanout.aws.sigv4``, equal to botocore's byte for byte),
-the trust store (``AWS_CA_BUNDLE``/``ca_bundle``, else certifi as botocore uses it), the
-endpoints table (botocore's, honouring ``AWS_USE_FIPS_ENDPOINT`` / ``AWS_USE_DUALSTACK_ENDPOINT``),
-the error shape (``ClientError`` with the same ``Error.Code``, ``Type``, ``QueryErrorCode`` and
-HTTP status) and the exception classes for connection failures and timeouts, so
-``fanout.aws.retry`` classifies both clients' failures the same way.
+and the endpoint, proxies and trust store as botocore resolves them from the session and the
+client Config (``fanout.aws.transport``: ``AWS_ENDPOINT_URL_SQS``, ``HTTPS_PROXY``/``NO_PROXY``,
+``AWS_CA_BUNDLE``, FIPS/dual-stack, ...), the error shape (``ClientError`` with the same
+``Error.Code``, ``Type``, ``QueryErrorCode`` and HTTP status) and the exception classes for
+connection, proxy and TLS failures and timeouts, so ``fanout.aws.retry`` classifies both
+clients' failures the same way.
 
 What it adds: each queue is called at the endpoint of its own region (taken from its URL) and
 signed for that region, so targets in other regions work; and ``MD5OfBody`` of every received
@@ -38,12 +39,14 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 from aiobotocore.session import AioSession
+from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
+    ProxyConnectionError,
     ReadTimeoutError,
 )
 from botocore.exceptions import SSLError as BotoSSLError
@@ -56,7 +59,9 @@ from fanout import __version__
 from fanout.aws.credentials import CredentialSource
 from fanout.aws.retry import MessageIntegrityError
 from fanout.aws.sigv4 import SigV4Signer, canonical_host
+from fanout.aws.transport import Proxy, ProxyPolicy, Transport
 from fanout.aws.urls import region_of
+from fanout.jsontypes import bytes_as_base64
 
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 # Requests at least this large are copied to their exact size (see ``_call``); below it
@@ -67,26 +72,29 @@ USER_AGENT: Final = f"fanout/{__version__} lean-sqs aiohttp/{aiohttp.__version__
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where one queue's calls go and how they are signed."""
+    """Where one queue's calls go, through which proxy, and how they are signed."""
 
     url: str  # scheme://host[:port]/path the POST goes to
     host: str  # the Host header, as signed
     path: str
     region: str
     target: URL  # ``url`` parsed once: aiohttp would parse a str on every request
+    proxy: Proxy | None = None
 
 
-def endpoint_of(url: str, region: str) -> Endpoint:
+def endpoint_of(url: str, region: str, proxies: ProxyPolicy | None = None) -> Endpoint:
     parts = urlsplit(url)
     if parts.hostname is None:
         raise ValueError(f"not an endpoint URL: {url!r}")
     path = parts.path or "/"
+    request_url = f"{parts.scheme}://{parts.netloc}{path}"  # as botocore's (in errors)
     return Endpoint(
-        url=f"{parts.scheme}://{parts.netloc}{path}",  # as botocore's request URL (in errors)
+        url=request_url,
         host=canonical_host(parts.scheme, parts.hostname, parts.port),
         path=path,
         region=region,
-        target=URL(f"{parts.scheme}://{parts.netloc}{path}"),
+        target=URL(request_url),
+        proxy=proxies.for_url(request_url) if proxies is not None else None,
     )
 
 
@@ -94,7 +102,7 @@ class EndpointTable:
     """The endpoint of each queue: the override, else the queue's region's SQS endpoint.
 
     Resolved once per queue URL (botocore's endpoints table, FIPS/dual-stack from the AWS
-    config) and cached: a lookup per call is one dict get.
+    config, the proxy for that endpoint) and cached: a lookup per call is one dict get.
     """
 
     def __init__(
@@ -105,8 +113,12 @@ class EndpointTable:
         resolver: EndpointResolver | None = None,
         use_fips: bool = False,
         use_dualstack: bool = False,
+        proxies: ProxyPolicy | None = None,
     ) -> None:
-        self._override = endpoint_of(endpoint_url, default_region) if endpoint_url else None
+        self._proxies = proxies
+        self._override = (
+            endpoint_of(endpoint_url, default_region, proxies) if endpoint_url else None
+        )
         self._default_region = default_region
         self._resolver = resolver
         self._use_fips = use_fips
@@ -134,7 +146,9 @@ class EndpointTable:
                 )
                 hostname = resolved.get("hostname") if resolved else None
             # A region newer than botocore's table: the standard pattern of the aws partition.
-            found = endpoint_of(f"https://{hostname or f'sqs.{region}.amazonaws.com'}/", region)
+            found = endpoint_of(
+                f"https://{hostname or f'sqs.{region}.amazonaws.com'}/", region, self._proxies
+            )
             self._by_region[region] = found
         return found
 
@@ -157,13 +171,6 @@ def _uninstrumented(session: aiohttp.ClientSession) -> aiohttp.ClientSession | N
     return plain
 
 
-def _bytes_as_base64(value: Any) -> str:
-    """orjson's hook for what it cannot encode: blobs (BinaryValue) go as base64, like botocore."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(value).decode("ascii")
-    raise TypeError(f"cannot encode {type(value).__name__} in an SQS request")
-
-
 class LeanSQSClient:
     """ReceiveMessage, SendMessageBatch, DeleteMessageBatch, ChangeMessageVisibilityBatch.
 
@@ -173,7 +180,8 @@ class LeanSQSClient:
         endpoints: the endpoint and signing region of each queue.
         max_pool_connections: the keep-alive pool's size (FANOUT_MAX_POOL_CONNECTIONS).
         connect_timeout, read_timeout: seconds, as the SDK client is configured.
-        ssl_context: the trust store (None: botocore's default bundle).
+        ssl_context: the trust store and verification (None: botocore's default bundle); it
+            verifies through proxies too (``fanout.aws.transport.tls_context``).
     """
 
     def __init__(
@@ -223,6 +231,10 @@ class LeanSQSClient:
     ) -> None:
         await self.close()
 
+    def endpoint(self, queue_url: str) -> Endpoint:
+        """Where this queue's calls go (and through which proxy), and their signing region."""
+        return self._endpoints(queue_url)
+
     async def close(self) -> None:
         session, self._session = self._session, None
         plain, self._plain = self._plain, None
@@ -259,12 +271,12 @@ class LeanSQSClient:
         if self._plain is not None and not is_http_instrumentation_enabled():
             session = self._plain
         endpoint = self._endpoints(params["QueueUrl"])
-        body = orjson.dumps(params, default=_bytes_as_base64)
+        body = orjson.dumps(params, default=bytes_as_base64)
         if len(body) >= EXACT_COPY_BYTES:
-            # orjson allocates ~9 bytes per character of a long string and keeps the excess: a
-            # 1 MiB copy's request held a 9 MiB block while sent. Freed, such blocks scatter
-            # glibc's heap, which then keeps what later bodies touch: RSS went to 400 MiB at a
-            # 128 MiB budget (bench.soak --event-kb 1024). An exact copy frees the block now.
+            # orjson over-allocates for a long string and keeps the excess while the request is
+            # sent. Freed, such blocks scatter glibc's heap, which then keeps what later bodies
+            # touch: RSS grew far past FANOUT_MAX_IN_FLIGHT_BYTES (bench/README.md, "Numbers
+            # behind code choices"). An exact copy frees the block now.
             body = bytes(memoryview(body))
         headers = {
             "Host": endpoint.host,
@@ -287,13 +299,22 @@ class LeanSQSClient:
         )
         # The same exception classes aiobotocore raises (aiobotocore.httpsession), so
         # fanout.aws.retry classifies a dropped connection or a timeout the same way.
+        proxy = endpoint.proxy
         try:
-            async with session.post(endpoint.target, data=body, headers=headers) as response:
+            async with session.post(
+                endpoint.target,
+                data=body,
+                headers=headers,
+                proxy=proxy.url if proxy is not None else None,
+            ) as response:
                 raw = await response.read()
                 status = response.status
                 response_headers = response.headers
         except aiohttp.ClientSSLError as exc:
             raise BotoSSLError(endpoint_url=endpoint.url, error=exc) from exc
+        except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
+            masked = proxy.masked if proxy is not None else ""
+            raise ProxyConnectionError(proxy_url=masked, error=exc) from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             raise ConnectionClosedError(endpoint_url=endpoint.url, error=exc) from exc
         except aiohttp.ServerTimeoutError as exc:
@@ -411,22 +432,25 @@ async def open_lean_client(
     connect_timeout: float,
     read_timeout: float,
     session: AioSession | None = None,
+    config: Config | None = None,
     credentials: Mapping[str, str] | None = None,
 ) -> LeanSQSClient:
-    """A LeanSQSClient configured from the AWS config as the SDK reads it (not yet opened).
+    """A LeanSQSClient configured as the SDK client of ``session`` and ``config`` would be
+    (``fanout.aws.transport``; not yet opened).
 
+    ``endpoint_url``: FANOUT_ENDPOINT_URL (None: the AWS config's, else regional endpoints).
     ``credentials``: explicit ``aws_access_key_id``/``aws_secret_access_key`` (the embedded
-    local run's dummy ones), else the provider chain."""
+    local run's dummy ones), else the session's provider chain (shared with the SDK client)."""
     session = session or AioSession()
     source = await CredentialSource.resolve(session, **(credentials or {}))
-    resolver = None if endpoint_url else EndpointResolver(session.get_data("endpoints"))
-    ca_bundle = session.get_config_variable("ca_bundle")
+    transport = Transport.resolve(session, config, endpoint_url)
     endpoints = EndpointTable(
-        endpoint_url=endpoint_url,
+        endpoint_url=transport.endpoint_url,
         default_region=region,
-        resolver=resolver,
-        use_fips=bool(session.get_config_variable("use_fips_endpoint")),
-        use_dualstack=bool(session.get_config_variable("use_dualstack_endpoint")),
+        resolver=transport.resolver,
+        use_fips=transport.use_fips,
+        use_dualstack=transport.use_dualstack,
+        proxies=transport.proxies,
     )
     return LeanSQSClient(
         source,
@@ -434,5 +458,5 @@ async def open_lean_client(
         max_pool_connections=max_pool_connections,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
-        ssl_context=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None,
+        ssl_context=transport.tls,
     )

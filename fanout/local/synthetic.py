@@ -10,10 +10,15 @@ produced (plus malformed bodies for the DLQ path):
   across the events of one conversation;
 * audit events (``v2.audits.entitytype.{id}.entityid.{id}``);
 * presence events (``v2.users.{id}.presence``);
-* the project's original simplified shape (``source: genesys.cloud``, ``Interaction Completed``).
+* the project's original simplified shape (``source: genesys.cloud``, ``Interaction Completed``);
+* ``catalog``: every other topic of the Genesys topic catalog (flow and voicemail detail events,
+  routing status, activity, user and queue conversations, analytics), each body filled from the
+  catalog's fields and enum values (fanout.genesys.sample). A small share of the demo mix, none
+  of the default (bench) mix.
 
-Field names and enum values follow the Genesys notification schemas (the ``*DetailEventTopic*``
-models of the platform SDKs). The generator is pure: no I/O, no wall clock unless a ``clock``
+Field names, types and enum values are the catalog's (fanout/genesys/catalog.json, generated
+from the official SDK's notification models): ``tests/unit/local`` checks every event against
+its topic there. The generator is pure: no I/O, no wall clock unless a ``clock``
 callable is passed, and everything random comes from one ``random.Random(seed)``, so the same seed
 yields a byte-identical sequence of bodies.
 """
@@ -32,6 +37,9 @@ from itertools import accumulate
 from typing import Any, Final, Literal, TypeVar
 
 import orjson
+
+from fanout.genesys.catalog import Catalog, Topic
+from fanout.genesys.sample import sample_body
 
 __all__ = [
     "BASE_TIME",
@@ -52,7 +60,7 @@ __all__ = [
     "uuid4_from_bits",
 ]
 
-Family = Literal["conversation", "audit", "presence", "simplified", "malformed"]
+Family = Literal["conversation", "audit", "presence", "simplified", "catalog", "malformed"]
 MalformedKind = Literal[
     "not_json", "truncated", "array", "missing_detail", "detail_string", "bad_duration"
 ]
@@ -61,6 +69,7 @@ FAMILIES: Final[tuple[Family, ...]] = (
     "audit",
     "presence",
     "simplified",
+    "catalog",
     "malformed",
 )
 MALFORMED_KINDS: Final[tuple[MalformedKind, ...]] = (
@@ -287,6 +296,11 @@ _SIMPLE_OUTCOME_CUM: Final = tuple(accumulate((0.8, 0.12, 0.08)))
 _PRIORITIES: Final = ("critical", "high", "normal", "low")
 _PRIORITY_CUM: Final = tuple(accumulate((0.02, 0.10, 0.68, 0.20)))
 
+# Detail-event steps the conversation lifecycle emits; the catalog family covers the others.
+_SCRIPTED_STEPS: Final = (
+    "customer.start", "customer.end", "attributes", "contact", "acd.start", "acd.end",
+    "user.start", "user.end", "wrapup", "acw", "outbound",
+)  # fmt: skip
 _ROUTING_PRIORITIES: Final = (0, 0, 0, 0, 0, 0, 5, 10, 10, 50)
 _ACTIVE_CONVERSATIONS: Final = 32  # interleaving depth of in-flight conversations
 _AGENTS: Final = 150
@@ -308,15 +322,16 @@ def uuid4_from_bits(bits: int) -> str:
 class Mix:
     """Event family mix.
 
-    ``conversation``, ``audit``, ``presence`` and ``simplified`` are relative weights of the valid
-    families. ``malformed`` is the *fraction* of ``body()`` results that are malformed (0..1);
-    ``event()`` ignores it.
+    ``conversation``, ``audit``, ``presence``, ``simplified`` and ``catalog`` are relative
+    weights of the valid families. ``malformed`` is the *fraction* of ``body()`` results that
+    are malformed (0..1); ``event()`` ignores it.
     """
 
     conversation: float = 0.82
     audit: float = 0.03
     presence: float = 0.09
     simplified: float = 0.06
+    catalog: float = 0.0
     malformed: float = 0.0
 
     def __post_init__(self) -> None:
@@ -326,12 +341,13 @@ class Mix:
                 raise ValueError(f"Mix.{f.name} must be a finite number >= 0, got {v!r}")
         if self.malformed > 1:
             raise ValueError(f"Mix.malformed is a ratio in [0, 1], got {self.malformed!r}")
-        if self.conversation + self.audit + self.presence + self.simplified <= 0:
+        if self.conversation + self.audit + self.presence + self.simplified + self.catalog <= 0:
             raise ValueError("Mix needs a positive weight for at least one valid family")
 
 
 DEFAULT_MIX: Final = Mix()
-DEMO_MIX: Final = Mix(malformed=0.02)
+# Every catalog topic appears in the local run: 3% of its events are the other topics.
+DEMO_MIX: Final = Mix(catalog=0.03, malformed=0.02)
 
 
 class _Conversation:
@@ -446,7 +462,9 @@ class GenesysEventGenerator:
         self._expo = rng.expovariate
         self.mix = mix if mix is not None else DEFAULT_MIX
         m = self.mix
-        self._family_cum = tuple(accumulate((m.conversation, m.audit, m.presence, m.simplified)))
+        self._family_cum = tuple(
+            accumulate((m.conversation, m.audit, m.presence, m.simplified, m.catalog))
+        )
         self.org_id = org_id if org_id is not None else DEFAULT_ORG_ID
         self.pad_to = pad_to
         self._clock = clock
@@ -465,6 +483,16 @@ class GenesysEventGenerator:
             (self._uuid(), f"{self._pick(_FIRST)} {self._pick(_LAST)}") for _ in range(_ADMINS)
         )
         self._active: list[_Conversation | None] = [None] * _ACTIVE_CONVERSATIONS
+        self._rng = rng
+        self._other_topics: tuple[Topic, ...] = ()
+        if m.catalog:
+            scripted = {".presence"} | {f".{s}" for s in _SCRIPTED_STEPS}
+            self._other_topics = tuple(
+                t
+                for t in Catalog.packaged().topics
+                if not any(t.pattern.endswith(x) for x in scripted)
+                and not t.pattern.startswith("v2.audits.")
+            )
 
     # ---------------------------------------------------------------- public API
 
@@ -607,7 +635,9 @@ class GenesysEventGenerator:
             return "audit", self._audit(now)
         if i == 2:
             return "presence", self._presence(now)
-        return "simplified", self._simplified(now)
+        if i == 3:
+            return "simplified", self._simplified(now)
+        return "catalog", self._catalog_topic(now)
 
     # ---------------------------------------------------------------- conversations
 
@@ -759,8 +789,9 @@ class GenesysEventGenerator:
             "eventTime": event_time,
             "conversationId": c.id,
             "participantId": pid,
-            "sessionId": sid,
         }
+        if step != "attributes":  # the attributes topic has no sessionId
+            b["sessionId"] = sid
         if step == "attributes":
             b["attributes"] = dict(c.attributes)
             b["conversationExternalContactIds"] = c.ext_contacts
@@ -798,10 +829,11 @@ class GenesysEventGenerator:
                 b["acdOutcome"] = c.outcome
                 if c.outcome == "ANSWERED":
                     b["answeredUserId"] = c.user_id
-                b["requestedRoutings"] = ["Standard"] if not c.skills else ["Bullseye"]
-                b["usedRouting"] = "Standard" if not c.skills else "Bullseye"
+                b["requestedRoutings"] = ["STANDARD"] if not c.skills else ["BULLSEYE"]
+                b["usedRouting"] = "STANDARD" if not c.skills else "BULLSEYE"
             b["requestedRoutingSkillIds"] = c.skills
-            if c.media["mediaType"] == "VOICE" and c.attributes["ivr.language"] == "es-US":
+            spanish = c.media["mediaType"] == "VOICE" and c.attributes["ivr.language"] == "es-US"
+            if step == "acd.end" and spanish:  # acd.start has no requestedLanguageId
                 b["requestedLanguageId"] = _LANGUAGE_IDS[1]
             b["routingPriority"] = c.priority
             if step == "acd.end":
@@ -864,19 +896,20 @@ class GenesysEventGenerator:
             action = "Publish"
         actor_id, actor_name = self._pick(self._admins)
         old, new = self._pick(values), self._pick(values)
-        change: _Json = {"property": prop, "entity": {"id": entity_id, "name": name}}
-        if action != "Create":
-            change["oldValues"] = [old]
-        if action != "Delete":
-            change["newValues"] = [new]
+        # The SDK's AuditTopicPropertyChange: property, oldValues, newValues (no entity).
+        change: _Json = {"property": prop}
+        change["oldValues"] = [old] if action != "Create" else []
+        change["newValues"] = [new] if action != "Delete" else []
+        # The SDK's AuditTopicAuditLogMessage (and Genesys' public sample): userId, username
+        # and clientId refs, no status.
         b: _Json = {
             "id": self._uuid(),
+            "userId": actor_id,
             "userHomeOrgId": self.org_id,
-            "user": {"id": actor_id, "name": actor_name},
+            "username": {"id": actor_id},
         }
         if self._rand() < 0.3:
-            cid, cname = self._pick(_OAUTH_CLIENTS)
-            b["client"] = {"id": cid, "name": cname}
+            b["clientId"] = {"id": self._pick(_OAUTH_CLIENTS)[0]}
         b["remoteIp"] = [f"203.0.113.{int(self._rand() * 254) + 1}"]
         b["serviceName"] = service
         b["level"] = "USER"
@@ -888,7 +921,6 @@ class GenesysEventGenerator:
         b["action"] = action
         b["entity"] = {"id": entity_id, "name": name}
         b["entityType"] = etype
-        b["status"] = "SUCCESS" if self._rand() < 0.97 else "FAILURE"
         b["propertyChanges"] = [change]
         b["context"] = {}
         template = "v2.audits.entitytype.{id}.entityid.{id}"
@@ -910,6 +942,17 @@ class GenesysEventGenerator:
         return self._genesys(
             "v2.users.{id}.presence", f"v2.users.{user_id}.presence", b, ts, now_ms
         )
+
+    def _catalog_topic(self, now_ms: int) -> _Json:
+        """A topic the lifecycle does not script, its body filled from the catalog."""
+        ts, event_time = self._lags(now_ms)
+        topic = self._pick(self._other_topics)
+        body = sample_body(topic, self._rng)
+        for key in ("eventTime", "conversationId"):
+            if key in body:
+                body[key] = event_time if key == "eventTime" else self._uuid()
+        name = topic.pattern.replace("{id}", body.get("conversationId") or self._uuid())
+        return self._genesys(topic.pattern, name, body, ts, now_ms)
 
     def _simplified(self, now_ms: int) -> _Json:
         outcome = _SIMPLE_OUTCOMES[self._weighted(_SIMPLE_OUTCOME_CUM)]
@@ -942,6 +985,8 @@ class GenesysEventGenerator:
             slot, key = detail["eventBody"]["context"], "changeDescription"
         elif family == "presence":
             slot, key = detail["eventBody"], "message"
+        elif family == "catalog":
+            slot, key = detail["metadata"], "padding"
         else:
             slot, key = detail, "notes"
         slot[key] = ""

@@ -10,20 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from fanout.errors import StartupError
-from fanout.pipeline.inflight import InFlight
 
 log = logging.getLogger(__name__)
 
 
+class Progress(Protocol):
+    """What readiness reads of the messages in flight (``fanout.pipeline.inflight.InFlight``);
+    a protocol, so observability does not import the pipeline."""
+
+    @property
+    def last_settled_at(self) -> float: ...
+
+    @property
+    def last_receive_ok_at(self) -> float | None: ...
+
+    @property
+    def held(self) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
 def not_ready_reason(
-    inflight: InFlight, *, window: float, stopping: bool, now: float | None = None
+    inflight: Progress, *, window: float, stopping: bool, now: float | None = None
 ) -> str | None:
     """Why the service is not ready, or None when it is (pure; ``now`` is time.monotonic())."""
     now = time.monotonic() if now is None else now
@@ -46,10 +62,17 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 async def serve_endpoints(
-    host: str, port: int, *, healthz: Handler, readyz: Handler, metrics: Handler
+    host: str,
+    port: int,
+    *,
+    healthz: Handler,
+    readyz: Handler,
+    metrics: Handler,
+    socket_fd: int | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Serve the three endpoints; the runner and the bound port (``port`` 0 picks one). A port
-    that cannot be bound is a ``StartupError`` naming the settings to change."""
+    """Serve the three endpoints; the runner and the bound port (``port`` 0 picks one), or
+    on the inherited listening socket ``socket_fd`` (a --processes child). A port that cannot
+    be bound is a ``StartupError`` naming the settings to change."""
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -58,7 +81,10 @@ async def serve_endpoints(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        if socket_fd is not None:
+            await web.SockSite(runner, socket.socket(fileno=socket_fd)).start()
+        else:
+            await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
         raise StartupError(
@@ -84,7 +110,7 @@ class HealthServer:
 
     def __init__(
         self,
-        inflight: InFlight,
+        inflight: Progress,
         stop: asyncio.Event,
         *,
         window: float,
@@ -98,9 +124,14 @@ class HealthServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, socket_fd: int | None = None) -> int:
         self._runner, self.port = await serve_endpoints(
-            host, port, healthz=self._healthz, readyz=self._readyz, metrics=self._metrics
+            host,
+            port,
+            healthz=self._healthz,
+            readyz=self._readyz,
+            metrics=self._metrics,
+            socket_fd=socket_fd,
         )
         log.info("health endpoints on http://%s:%d (/healthz, /readyz, /metrics)", host, self.port)
         return self.port

@@ -33,6 +33,8 @@ class Stats:
     calls: Counter[str] = field(default_factory=Counter)
     reloads: Counter[str] = field(default_factory=Counter)  # by ReloadResult
     peak_in_flight_bytes: int = 0  # set at the end of a run (InFlight.peak_bytes)
+    task_crashes: Counter[str] = field(default_factory=Counter)  # by task name
+    crash_loop: str | None = None  # the task whose crash loop stopped the run (exit 1)
 
     def error(self, kind: ErrorKind, code: str | None = None) -> None:
         """Count one error under its summary key (``send:ThrottlingException``)."""
@@ -65,6 +67,8 @@ class Stats:
             "sqs_calls": dict(sorted(self.calls.items())),
             "rules_reloads": dict(sorted(self.reloads.items())),
             "peak_in_flight_bytes": self.peak_in_flight_bytes,
+            "task_crashes": dict(sorted(self.task_crashes.items())),
+            "crash_loop": self.crash_loop,
         }
 
 
@@ -116,6 +120,11 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"expired receipts {summary['expired_receipts']}",
         f"  SQS calls    {counts(summary['sqs_calls'])}",
     ]
+    if summary.get("task_crashes"):
+        loop = (
+            f" (crash loop: {summary['crash_loop']}, exit 1)" if summary.get("crash_loop") else ""
+        )
+        lines.append(f"  task crashes {counts(summary['task_crashes'])}{loop}")
     if summary["rules_reloads"]:
         lines.append(f"  rules reloads {counts(summary['rules_reloads'])}")
     if "processes" in summary:

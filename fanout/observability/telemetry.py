@@ -469,6 +469,12 @@ def observe_stats(
         "Rules reloads (SIGHUP, --watch-rules), per result: ok, error (old rules kept)",
         lambda: by("result", stats.reloads),
     )
+    counter(
+        "fanout.task.crashes",
+        "{crash}",
+        "Crashes of long-lived tasks (heartbeat, reloader, pollers, workers), per task name",
+        lambda: by("fanout.task", stats.task_crashes),
+    )
     meter.create_observable_gauge(
         "fanout.inflight.messages",
         callbacks=[lambda _: [Observation(inflight(), source_attributes)]],
@@ -482,6 +488,47 @@ def observe_stats(
             unit="By",
             description="Body bytes of the in-flight messages (FANOUT_MAX_IN_FLIGHT_BYTES)",
         )
+
+
+def observe_inflight_limits(
+    meter: Meter,
+    limit: Callable[[], int],
+    bytes_limit: Callable[[], int | None],
+    *,
+    source: str,
+) -> None:
+    """The in-flight budget as gauges, read at collection time (a limit that changes at run
+    time is seen as it is): ``fanout.inflight.limit`` against ``fanout.inflight.messages`` and
+    ``fanout.inflight.bytes.limit`` against ``fanout.inflight.bytes`` (none when unbounded).
+    Dashboards and the saturation alert divide one by the other."""
+    attributes = {"messaging.system": SYSTEM, "messaging.destination.name": source}
+
+    def bytes_observations() -> list[Observation]:
+        value = bytes_limit()
+        return [] if value is None else [Observation(value, attributes)]
+
+    meter.create_observable_gauge(
+        "fanout.inflight.limit",
+        callbacks=[lambda _: [Observation(limit(), attributes)]],
+        unit="{message}",
+        description="Most messages in flight (FANOUT_MAX_IN_FLIGHT)",
+    )
+    meter.create_observable_gauge(
+        "fanout.inflight.bytes.limit",
+        callbacks=[lambda _: bytes_observations()],
+        unit="By",
+        description="Most body bytes in flight (FANOUT_MAX_IN_FLIGHT_BYTES)",
+    )
+
+
+def observe_readiness(meter: Meter, ready: Callable[[], bool]) -> None:
+    """``fanout.ready``: 1 when /readyz would answer 200, else 0 (read at collection time), so
+    a readiness alert needs no probe of its own."""
+    meter.create_observable_gauge(
+        "fanout.ready",
+        callbacks=[lambda _: [Observation(1 if ready() else 0)]],
+        description="1 when the process is ready (/readyz 200), 0 when not",
+    )
 
 
 @dataclass
@@ -570,6 +617,12 @@ def _exporter_names(signal: str, env: Mapping[str, str]) -> list[str]:
         raw = "otlp" if any(env.get(v) for v in endpoint_vars) else "none"
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
     return [] if names in ([], ["none"]) else [n for n in names if n != "none"]
+
+
+def metric_exporter_names(env: Mapping[str, str]) -> list[str]:
+    """The metric exporters ``setup_telemetry`` builds for ``env`` (``prometheus`` among them
+    when /metrics is served)."""
+    return _exporter_names("metrics", env)
 
 
 def _entry_point_name(name: str, signal: str, env: Mapping[str, str]) -> str:

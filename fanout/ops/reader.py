@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanout.aws.checks import queue_problem
 from fanout.aws.limits import MAX_BATCH_ENTRIES, MAX_RECEIVE
-from fanout.aws.retry import NON_EXISTENT_QUEUE_CODES, Backoff, call_with_retry
+from fanout.aws.retry import Backoff, call_with_retry
 from fanout.errors import ConfigError
 from fanout.ops.records import DlqRecord, parse_record
 
@@ -57,18 +58,16 @@ class RateLimit:
             await self._sleep(start - now)
 
 
-def queue_problem(exc: BaseException) -> str | None:
-    """One phrase for a queue that is missing, denied or unreachable; None otherwise."""
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in NON_EXISTENT_QUEUE_CODES:
-            return "does not exist"
-        if "AccessDenied" in code:
-            return "access denied (see README: IAM actions per queue)"
-        return None
-    if isinstance(exc, (BotoCoreError, OSError)):
-        return f"is unreachable: {exc}"
-    return None
+async def call_paced(
+    rate: RateLimit, call: Callable[[], Awaitable[T]], backoff: Backoff, rng: random.Random
+) -> T:
+    """``call`` retried as any call (``call_with_retry``), each attempt paced by ``rate``."""
+
+    async def paced() -> T:
+        await rate.wait()
+        return await call()
+
+    return await call_with_retry(paced, backoff, rng)
 
 
 class DlqReader:
@@ -102,11 +101,7 @@ class DlqReader:
         self.hold_ran_out = False
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
-        async def paced() -> T:
-            await self._rate.wait()
-            return await call()
-
-        return await call_with_retry(paced, self._backoff, self._rng)
+        return await call_paced(self._rate, call, self._backoff, self._rng)
 
     async def depth(self) -> int:
         """ApproximateNumberOfMessages (visible records), for a progress total."""

@@ -25,7 +25,7 @@ import hashlib
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fanout.aws.batch import call_batch
-from fanout.aws.retry import QUEUE_WIDE_CODES, Backoff, Failure, call_with_retry
+from fanout.aws.checks import queue_problem
+from fanout.aws.retry import QUEUE_WIDE_CODES, Backoff, Failure
+from fanout.aws.urls import is_fifo
 from fanout.errors import ConfigError
 from fanout.events import InvalidEvent, parse_event
 from fanout.observability.stats import Stats
-from fanout.ops.reader import DlqReader, RateLimit, queue_problem
+from fanout.ops.reader import DlqReader, RateLimit, call_paced
 from fanout.ops.records import DlqRecord
 from fanout.pipeline.batching import pack
 from fanout.pipeline.dlq import dlq_target, encode_record, record_attributes
@@ -275,7 +277,7 @@ class Redrive:
             Target(
                 "source",
                 source_url,
-                FifoSettings(None, "event_id") if source_url.endswith(".fifo") else None,
+                FifoSettings(None, "event_id") if is_fifo(source_url) else None,
             )
             if source_url
             else None
@@ -379,12 +381,8 @@ class Redrive:
             "its records stay in the DLQ"
         )
 
-    async def _call(self, call: Callable[[], Any]) -> Any:
-        async def paced() -> Any:
-            await self._rate.wait()
-            return await call()
-
-        return await call_with_retry(paced, self._backoff, self._rng)
+    async def _call(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call_paced(self._rate, call, self._backoff, self._rng)
 
     async def _send(self, target: Target, copies: list[Copy]) -> dict[Copy, Failure | None]:
         """Every copy to ``target``, in batches; each copy's end (None: accepted)."""

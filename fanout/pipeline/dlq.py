@@ -7,7 +7,6 @@ visibility timeout and the source queue's own redrive policy is the last line of
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -16,6 +15,8 @@ from typing import Any
 import orjson
 
 from fanout.aws.retry import Failure
+from fanout.aws.urls import is_fifo
+from fanout.jsontypes import bytes_as_base64
 from fanout.observability.stats import Stats
 from fanout.outcomes import DlqReason, ErrorKind
 from fanout.pipeline.acker import Acker
@@ -86,16 +87,10 @@ def delivery_failure_record(message: Received) -> dict[str, Any]:
     )
 
 
-def _json_default(value: Any) -> str:
-    # Binary message attributes (BinaryValue) are bytes: keep them, base64-encoded.
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def encode_record(record: dict[str, Any]) -> str:
     """The DLQ message body of a record."""
-    return orjson.dumps(record, default=_json_default).decode()
+    # Binary message attributes (BinaryValue) are bytes: kept, base64-encoded.
+    return orjson.dumps(record, default=bytes_as_base64).decode()
 
 
 def record_attributes(reason: str, event_id: str | None) -> dict[str, dict[str, Any]]:
@@ -107,7 +102,7 @@ def record_attributes(reason: str, event_id: str | None) -> dict[str, dict[str, 
 
 
 def dlq_target(url: str) -> Target:
-    fifo = FifoSettings(None, "event_id") if url.endswith(".fifo") else None
+    fifo = FifoSettings(None, "event_id") if is_fifo(url) else None
     return Target("dlq", url, fifo)
 
 

@@ -15,9 +15,9 @@ at all is in flight, one message may be received whatever its size.
 Receives are whole (up to 10 messages) whenever the limits allow one: while another receive
 is out (it will soon return its unused reservation), a poller waits for room for a full
 receive rather than asking for the 2 or 3 messages that fit now. Each partial receive is one
-more ReceiveMessage call for fewer messages: with a 1 MiB MaximumMessageSize, 32 MiB of budget
-holds three whole receives' reservations, and four pollers asking for what fits made 30% more
-receive calls than needed (bench stub). When only messages in flight hold the room, a poller
+more ReceiveMessage call for fewer messages: with large messages and a small byte budget,
+pollers asking for what fits made many more receive calls than needed (numbers in
+bench/README.md). When only messages in flight hold the room, a poller
 takes what fits: those may stay for minutes (a throttled target's copies).
 """
 

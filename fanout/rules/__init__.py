@@ -3,7 +3,8 @@
 ``loader`` reads rules.yaml (safe YAML, schema, ``${VAR}`` URLs) into the ``model`` (targets,
 rules, ``RuleSet.match``). Conditions are JMESPath compiled to closures (``jmescompile``) or
 EventBridge patterns (``patterns``); ``index`` picks the candidate rules for an event. ``cli``
-is ``fanout rules check|test``. Nothing here imports the message pipeline.
+is ``fanout rules check|test``; ``lint`` reads rules against the Genesys topic catalog
+(fanout.genesys). Nothing here imports the message pipeline.
 """
 
 from fanout.rules.loader import load_rules, load_rules_unresolved

@@ -19,6 +19,7 @@ from jmespath import exceptions as jmespath_errors
 from jmespath.functions import Functions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fanout.aws.urls import is_fifo
 from fanout.errors import RulesError
 from fanout.rules.index import plan_jmespath, plan_pattern
 from fanout.rules.jmescompile import CompiledExpression, compile_expression
@@ -326,9 +327,9 @@ def _build_target(
                 fix="use https://sqs.<region>.amazonaws.com/<account>/<queue>",
             )
     fifo_spec = spec.fifo
-    if fifo_spec is None and url.endswith(".fifo"):
+    if fifo_spec is None and is_fifo(url):
         fifo_spec = _FifoSpec()
-    if fifo_spec is not None and resolve_env and not url.endswith(".fifo"):
+    if fifo_spec is not None and resolve_env and not is_fifo(url):
         raise RulesError(
             path,
             "has fifo settings but its queue URL does not end in .fifo",

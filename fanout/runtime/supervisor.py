@@ -11,11 +11,14 @@ client, pollers and in-flight bound). The supervisor adds only what a host needs
   their own if the supervisor disappears (``watch_parent``). SIGHUP is forwarded: each child
   reloads the rules.
 * restarts: a child that exits unexpectedly is started again after a backoff (logged and
-  counted); exit code 2 (bad configuration) is not retried: the supervisor stops with 2.
+  counted). Only exit code 2 at a child's first start (bad configuration) stops the
+  supervisor (with 2); after that a 2 is transient (queues unreachable past the start-up
+  retries, a rules file mid-edit) and restarted like any exit.
 * one summary: each child writes ``--summary-json``; the supervisor sums them.
 * one ``/healthz`` ``/readyz`` ``/metrics`` on FANOUT_HTTP_PORT: children serve theirs on
-  internal loopback ports; ready when every child is ready; metrics merged with a
-  ``fanout_process`` label.
+  internal loopback sockets the supervisor binds once and passes down (FANOUT_HTTP_SOCKET_FD,
+  kept across restarts: no port race); ready when every child is ready; metrics merged with
+  a ``fanout_process`` label.
 """
 
 from __future__ import annotations
@@ -61,22 +64,28 @@ KILL_GRACE = 5.0
 CHILD_PROBE_TIMEOUT = 2.0
 CONFIG_EXIT = 2
 PROCESS_LABEL = "fanout_process"
+CHILD_RESTARTS = "fanout_child_restarts"  # served as fanout_child_restarts_total
 RESOURCE_ATTRIBUTE = "fanout.process.index"
 
 
 @dataclass
 class Child:
     index: int
-    port: int | None
+    sock: socket.socket | None  # the bound listening socket of its health endpoints
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     starts: int = 0
     failures: int = 0  # consecutive unexpected exits
+    restarts: int = 0  # unexpected exits, all told (fanout_child_restarts_total)
     finished: bool = False  # exited 0 in drain mode
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def port(self) -> int | None:
+        return None if self.sock is None else int(self.sock.getsockname()[1])
 
 
 @dataclass
@@ -105,12 +114,18 @@ class Supervisor:
 
     async def run(self) -> dict[str, Any]:
         """Run the children until a signal (or, in drain mode, until all are done); return
-        the merged summary. ``exit_code`` is 2 if a child reported bad configuration."""
+        the merged summary. ``exit_code`` is 2 if a child's first start reported bad
+        configuration."""
         started = time.monotonic()
         internal = self.settings.http_port is not None
-        self.children = [Child(i, free_port() if internal else None) for i in range(self.processes)]
+        self.children = [
+            Child(i, listen_loopback() if internal else None) for i in range(self.processes)
+        ]
         self._install_signals()
-        async with aiohttp.ClientSession() as self._http:
+        async with contextlib.AsyncExitStack() as sockets, aiohttp.ClientSession() as self._http:
+            for child in self.children:
+                if child.sock is not None:
+                    sockets.callback(child.sock.close)
             if self.settings.http_port is not None:
                 await self._serve_health(self.settings.http_host, self.settings.http_port)
             log.info("supervisor: starting %d pipelines", self.processes)
@@ -151,9 +166,12 @@ class Supervisor:
         args = [sys.executable, "-m", "fanout", "run", "--summary-json", str(summary)]
         if self.exit_when_idle is not None:
             args += ["--exit-when-idle", str(self.exit_when_idle)]
+        fd = child.sock.fileno() if child.sock is not None else None
+        env = child_env(os.environ, self.settings, child.index, child.port, self.env_overrides, fd)
         proc = await asyncio.create_subprocess_exec(
             *args,
-            env=child_env(os.environ, self.settings, child.index, child.port, self.env_overrides),
+            env=env,
+            pass_fds=() if fd is None else (fd,),
             stdout=asyncio.subprocess.DEVNULL,  # the supervisor prints the one summary
             start_new_session=True,  # signals reach children only through the supervisor
         )
@@ -173,7 +191,7 @@ class Supervisor:
             if code == 0 and self.exit_when_idle is not None:
                 child.finished = True
                 return
-            if code == CONFIG_EXIT:
+            if code == CONFIG_EXIT and child.starts == 1:
                 log.error("child %d exited with code 2 (configuration): stopping", child.index)
                 self.exit_code = CONFIG_EXIT
                 self.stop.set()
@@ -182,6 +200,7 @@ class Supervisor:
             child.failures = 1 if ran >= RESTART_RESET_AFTER else child.failures + 1
             delay = min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2 ** (child.failures - 1))
             self.restarts += 1
+            child.restarts += 1
             log.warning(
                 "child %d (pid %d) died (%s) after %.1fs: restart %d in %.1fs",
                 child.index,
@@ -291,15 +310,24 @@ class Supervisor:
             for c, (status, text) in zip(running, answers, strict=True)
             if status == 200
         }
-        if not texts:
+        if not texts and not _prometheus_on():
             return web.Response(
                 status=404, text="metrics off: set OTEL_METRICS_EXPORTER=prometheus\n"
             )
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        response = web.Response(body=merge_metrics(texts))
+        # The restarts come from the supervisor itself: served even while every child is down.
+        restarts = {c.index: c.restarts for c in self.children}
+        response = web.Response(body=merge_metrics(texts, restarts))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
+
+
+def _prometheus_on() -> bool:
+    """Whether the children export Prometheus metrics (OTEL_METRICS_EXPORTER), as they read it."""
+    from fanout.observability.telemetry import metric_exporter_names
+
+    return "prometheus" in metric_exporter_names(os.environ)
 
 
 async def _not_running(child: Child) -> tuple[int, str]:
@@ -310,11 +338,17 @@ def describe_exit(code: int) -> str:
     return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
-def free_port() -> int:
-    """A loopback port free now, for one child's internal health server."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def listen_loopback() -> socket.socket:
+    """A listening loopback socket for one child's health endpoints: bound here, once, and
+    inherited by each start of the child, so no other process can take its port meanwhile."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def child_env(
@@ -323,11 +357,12 @@ def child_env(
     index: int,
     port: int | None,
     overrides: Mapping[str, str | None] | None = None,
+    socket_fd: int | None = None,
 ) -> dict[str, str]:
     """The environment of child ``index``: ``base`` with every Settings field as its FANOUT_*
     variable (what the supervisor resolved from flags and environment), one process each,
-    its index, its internal health port, and the index as an OTLP resource attribute.
-    ``overrides``: more variables (None: removed)."""
+    its index, its internal health port and inherited socket ``socket_fd``, and the index as
+    an OTLP resource attribute. ``overrides``: more variables (None: removed)."""
     env = dict(base)
     for key, value in (overrides or {}).items():
         if value is None:
@@ -339,6 +374,7 @@ def child_env(
         processes=1,
         process_index=index,
         http_port=port,
+        http_socket_fd=socket_fd,
         http_host="127.0.0.1" if port is not None else settings.http_host,
     )
     for name, value in values.items():
@@ -353,14 +389,24 @@ def child_env(
     return env
 
 
-def merge_metrics(texts: Mapping[int, str]) -> bytes:
+def merge_metrics(texts: Mapping[int, str], restarts: Mapping[int, int] | None = None) -> bytes:
     """The children's Prometheus texts as one exposition: each family once, every sample
-    labelled ``fanout_process="<index>"``."""
+    labelled ``fanout_process="<index>"``; plus the supervisor's own counter of each child's
+    unexpected exits, ``fanout_child_restarts_total{fanout_process="<index>"}``."""
     from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.metrics_core import Metric
+    from prometheus_client.metrics_core import CounterMetricFamily, Metric
     from prometheus_client.parser import text_string_to_metric_families
 
     families: dict[str, Metric] = {}
+    if restarts is not None:
+        counter = CounterMetricFamily(
+            CHILD_RESTARTS,
+            "Unexpected exits of each --processes child, restarted by the supervisor",
+            labels=[PROCESS_LABEL],
+        )
+        for index, count in sorted(restarts.items()):
+            counter.add_metric([str(index)], count)
+        families[CHILD_RESTARTS] = counter
     for index, text in sorted(texts.items()):
         for family in text_string_to_metric_families(text):
             merged = families.get(family.name)

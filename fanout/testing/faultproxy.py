@@ -320,6 +320,8 @@ class Delay(FaultRule):
     ``after_upstream``: sleep after upstream answered instead, so the request *was* applied
     when the client times out (a latency spike on the way back). ``on_hold`` is called as the
     sleep starts: a test can act while the request is held (e.g. kill the client there).
+    ``jitter``: each sleep is drawn uniformly within this fraction of ``seconds`` (seeded), a
+    round trip that varies like a real one (the bench's added latency).
     """
 
     operation: str | None
@@ -329,16 +331,23 @@ class Delay(FaultRule):
     times: int | None = 1
     after_upstream: bool = False
     on_hold: Callable[[SqsRequest], None] | None = None
+    jitter: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     hits: int = field(default=0, init=False)
+
+    def _seconds(self) -> float:
+        if not self.jitter:
+            return self.seconds
+        return self.seconds * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
 
     async def apply(self, req: SqsRequest, call_next: Next) -> Reply:
         if not self.after_upstream:
             self._hold(req)
-            await asyncio.sleep(self.seconds)
+            await asyncio.sleep(self._seconds())
             return await call_next(req)
         reply = await call_next(req)
         self._hold(req)
-        await asyncio.sleep(self.seconds)
+        await asyncio.sleep(self._seconds())
         return reply
 
     def _hold(self, req: SqsRequest) -> None:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,23 @@ def test_runtime_install_is_lean(installed: Installed) -> None:
     assert installed.site_packages_mb <= RUNTIME_BUDGET_MB
     probe = "import importlib.util as u; print(u.find_spec('moto'), u.find_spec('flask'))"
     assert run(installed.python, "-c", probe).split() == ["None", "None"]
+
+
+def test_test_support_is_not_shipped(installed: Installed) -> None:
+    # fanout/testing (fault proxy, dummy credentials, assert-based checks) is for tests and the
+    # bench from the source tree: neither in the wheel nor in the installed package.
+    (wheel,) = (installed.venv.parent / "wheels").glob("fanout-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.startswith("fanout/pipeline/") for n in names)
+    assert not [n for n in names if n.startswith("fanout/testing")]
+    # -I: isolated, so the repository in the working directory is not on sys.path.
+    probe = (
+        "import importlib.util as u; "
+        "print(u.find_spec('fanout').origin, u.find_spec('fanout.testing'))"
+    )
+    origin, testing = run(installed.python, "-I", "-c", probe).split()
+    assert origin.startswith(str(installed.venv)), origin
+    assert testing == "None"
 
 
 def test_version_and_rules_check(installed: Installed) -> None:

@@ -150,6 +150,8 @@ async def test_killed_child_is_restarted_sigterm_drains_nothing_lost(
             return 0 in now and now[0] != victim
 
         await until(restarted, 30, "child 0 restarted")
+        _, metrics = await get(port, "/metrics")
+        assert 'fanout_child_restarts_total{fanout_process="0"} 1.0' in metrics, metrics[-2000:]
         await until(ready, 60, "the host /readyz after the restart")
         await publisher
         # The killed child's messages come back after their visibility timeout and are handled.
@@ -208,3 +210,46 @@ async def test_bad_config_with_processes_is_one_line(tmp_path: Path, moto_endpoi
     assert proc.returncode == 2
     lines = [line for line in err.decode().splitlines() if line.startswith("fanout: error:")]
     assert len(lines) == 1 and "rule 'slow'" in lines[0], err.decode()
+
+
+async def test_child_exiting_2_after_a_restart_is_restarted_not_fatal(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Exit 2 stops the host only at a child's first start; later it is transient (here: the
+    rules file mid-edit while a child restarts) and the child is restarted with backoff."""
+    port = free_port()
+    log = tmp_path / "fanout.log"
+    env = fleet.env(fleet.endpoint, pollers=1, shutdown_timeout_seconds=5)
+    proc = await start(log, "--processes", "2", "--http-port", str(port), env=env)
+    good_rules = fleet.rules_path.read_text()
+    try:
+
+        async def ready() -> bool:
+            return (await get(port, "/readyz"))[0] == 200
+
+        await until(ready, 60, "the host /readyz")
+        victim = child_pids((await get(port, "/healthz"))[1])[0]
+        fleet.rules_path.write_text("rules: [unclosed\n")  # its restart cannot load this
+        os.kill(victim, signal.SIGKILL)
+
+        async def exited_2() -> bool:
+            return "died (exit code 2)" in log.read_text()
+
+        await until(exited_2, 60, "child 0's restart to exit 2")
+        assert proc.returncode is None, "the supervisor stopped on a restart's exit 2"
+        fleet.rules_path.write_text(good_rules)
+
+        async def back() -> bool:
+            now = child_pids((await get(port, "/healthz"))[1])
+            return 0 in now and now[0] != victim and await ready()
+
+        await until(back, 90, "child 0 running and the host ready again")
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+        assert code == 0, log.read_text()[-3000:]
+        text = log.read_text()
+        assert "exited with code 2 (configuration): stopping" not in text
+    except BaseException:
+        print(log.read_text()[-6000:])
+        proc.kill()
+        raise

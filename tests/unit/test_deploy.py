@@ -37,7 +37,10 @@ KEDA_CRDS = {
     "ScaledObject": KUBE / "schemas" / "keda.sh_scaledobjects.yaml",
     "TriggerAuthentication": KUBE / "schemas" / "keda.sh_triggerauthentications.yaml",
 }
-OVERLAYS = ["base", "overlays/local"]
+OVERLAYS = ["base", "overlays/local", "overlays/monitoring"]
+# Custom resources: validated against their own schema (KEDA's CRDs here; the PrometheusRule's
+# groups by promtool in test_operating.py), not the Kubernetes core schemas.
+CUSTOM_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 
 # ------------------------------------------------------------------------------------------
 # Kubernetes
@@ -101,10 +104,19 @@ def test_both_render_with_every_kind(rendered: list[dict[str, Any]]) -> None:
 def test_core_kinds_validate_against_the_kubernetes_schemas(
     rendered: list[dict[str, Any]],
 ) -> None:
-    core = [doc for doc in rendered if not doc["apiVersion"].startswith("keda.sh/")]
+    core = [doc for doc in rendered if not doc["apiVersion"].startswith(CUSTOM_GROUPS)]
     assert len(core) >= 5
     for doc in core:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_monitoring_overlay_adds_the_prometheusrule_in_the_namespace() -> None:
+    docs = kustomize("overlays/monitoring")
+    rule = one(docs, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == one(docs, "Deployment")["metadata"]["namespace"]
+    assert [r["alert"] for r in rule["spec"]["groups"][0]["rules"]]
+    assert all(d["kind"] != "PrometheusRule" for d in kustomize("base"))
 
 
 def test_the_kubernetes_validation_rejects_a_misspelt_field(

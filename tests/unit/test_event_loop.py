@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fanout.cli import run_async
+from fanout.commands.common import run_async
 from fanout.config import load_settings
 from fanout.errors import ConfigError
 

@@ -136,7 +136,7 @@ def test_invalid_body(body: str, reason: str, detail: str) -> None:
             "conversation_user_end",
             setting("detail/eventBody/interactingDurationMs", "654321"),
             "invalid_detail",
-            "detail.eventBody.interactingDurationMs: Input should be a valid number",
+            "detail.eventBody.interactingDurationMs: Input should be a valid integer",
         ),
         (
             "conversation_user_end",

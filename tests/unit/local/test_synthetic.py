@@ -182,7 +182,10 @@ def test_conversation_event_shapes() -> None:
         steps[step] += 1
         assert env["detail"]["topicName"] == dt.replace("{id}", eb["conversationId"])
         assert type(eb["eventTime"]) is int and eb["eventTime"] > 1_700_000_000_000
-        for key in ("conversationId", "participantId", "sessionId"):
+        ids = ("conversationId", "participantId")
+        if step != "attributes":  # the SDK's attributes event has no sessionId
+            ids += ("sessionId",)
+        for key in ids:
             assert re.fullmatch(UUID4, eb[key])
         if step != "attributes":
             assert eb["mediaType"] in MEDIA_TYPES
@@ -267,14 +270,18 @@ def test_audit_event_shape() -> None:
         assert env["detail"]["topicName"] == (
             f"v2.audits.entitytype.{eb['entityType']}.entityid.{eb['entity']['id']}"
         )
-        for key in ("id", "user", "action", "entity", "entityType", "eventTime"):
+        # The SDK's shape (AuditTopicAuditLogMessage), as Genesys' public sample event.
+        for key in ("id", "userId", "username", "action", "entity", "entityType", "eventTime"):
             assert key in eb
-        for key in ("serviceName", "level", "status", "propertyChanges"):
+        for key in ("serviceName", "level", "propertyChanges"):
             assert key in eb
+        assert "user" not in eb and "client" not in eb and "status" not in eb
         assert ISO_MS.fullmatch(eb["eventTime"])
-        assert re.fullmatch(UUID4, eb["user"]["id"]) and eb["user"]["name"]
-        assert eb["status"] in ("SUCCESS", "FAILURE")
-        assert eb["propertyChanges"] and "property" in eb["propertyChanges"][0]
+        assert re.fullmatch(UUID4, eb["userId"]) and eb["username"] == {"id": eb["userId"]}
+        if "clientId" in eb:
+            assert set(eb["clientId"]) == {"id"}
+        change = eb["propertyChanges"][0]
+        assert set(change) == {"property", "oldValues", "newValues"}
         if eb["entityType"] == "Queue":
             assert eb["entity"]["id"] in gen.queue_ids
 
@@ -523,3 +530,28 @@ def test_generator_argument_validation() -> None:
         org_id="00000000-0000-4000-8000-000000000001", mix=CONVERSATION_ONLY
     )
     assert "/cloud/00000000-0000-4000-8000-000000000001/" in orjson.loads(custom.body())["source"]
+
+
+def test_the_local_runs_events_validate_and_fit_their_catalog_topic() -> None:
+    # `fanout run --local` draws from DEMO_MIX: every catalog topic appears, every Genesys
+    # event validates and has only the fields, types and enum values of its topic.
+    from fanout.events import parse_event
+    from fanout.genesys.catalog import Catalog
+    from fanout.genesys.sample import shape_problems
+
+    catalog = Catalog.packaged()
+    gen = GenesysEventGenerator(seed=7, mix=DEMO_MIX)
+    seen: set[str] = set()
+    problems: list[str] = []
+    for _ in range(6000):
+        env = gen.event()
+        parse_event(orjson.dumps(env).decode())
+        if env["source"] == "genesys.cloud":
+            continue
+        topic = catalog.topic(env["detail-type"])
+        assert topic is not None, env["detail-type"]
+        assert env["detail-type"] == topic.pattern and isinstance(env["detail"]["version"], str)
+        seen.add(topic.pattern)
+        problems += shape_problems(topic, env["detail"]["eventBody"])
+    assert problems == []
+    assert seen == {t.pattern for t in catalog.topics}

@@ -57,3 +57,18 @@ def test_counters_and_per_key_counts_add_up() -> None:
 def test_no_child_summary_is_an_empty_run() -> None:
     merged = merge_summaries([], elapsed=1.0, processes=3, restarts=0)
     assert merged["received"] == 0 and merged["per_target"] == {}
+
+
+def test_task_crashes_are_in_the_summary_and_add_up() -> None:
+    quiet = Stats().summary()
+    assert quiet["task_crashes"] == {} and quiet["crash_loop"] is None
+    assert "task crashes" not in render_summary(quiet)
+    stats = Stats()
+    stats.task_crashes["visibility heartbeat"] += 5
+    stats.crash_loop = "visibility heartbeat"
+    text = render_summary(stats.summary())
+    assert "task crashes visibility heartbeat=5 (crash loop: visibility heartbeat, exit 1)" in text
+    other = Stats()
+    other.task_crashes["worker"] += 1
+    merged = merge_summaries([stats.summary(), other.summary()], elapsed=1, processes=2, restarts=1)
+    assert merged["task_crashes"] == {"visibility heartbeat": 5, "worker": 1}

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from fanout.cli import build_parser
+from fanout.commands import rules as rules_cli
 from fanout.ops.rulediff import NONE, diff_events, render
-from fanout.rules import cli as rules_cli
 from fanout.rules.loader import load_rules_unresolved
 from tests.support.harness import dumps, simplified
 

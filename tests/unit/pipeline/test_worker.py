@@ -69,7 +69,7 @@ def record_of(copy: Copy) -> dict[str, Any]:
 def test_invalid_detail_record_carries_the_event_id(tmp_path: Path, kind: str) -> None:
     if kind == "genesys":
         data = sample("conversation_user_end")
-        data["detail"]["eventBody"]["connectedDurationMs"] = "long"
+        data["detail"]["eventBody"]["interactingDurationMs"] = "long"
     else:
         data = simplified("high", duration_ms=[1], event_id="evt-bad-detail")
     capture = Capture()

@@ -93,3 +93,22 @@ def test_bind_rules_file_points_targets_at_new_urls(tmp_path: Path) -> None:
     rules = load_rules(bound, env={})
     assert {n: t.queue_url for n, t in rules.targets.items()} == urls
     assert yaml.safe_load(bound.read_text())["rules"][0]["id"] == "r"
+
+
+def test_merge_metrics_adds_the_supervisor_s_restart_counter_per_child() -> None:
+    merged = merge_metrics({0: CHILD_METRICS.format(received=1, inflight=0)}, {0: 2, 1: 0})
+    families = {f.name: f for f in text_string_to_metric_families(merged.decode())}
+    restarts = families["fanout_child_restarts"]
+    assert restarts.type == "counter"
+    assert {s.labels["fanout_process"]: s.value for s in restarts.samples} == {"0": 2.0, "1": 0.0}
+    # Served even when no child answers (all being restarted).
+    assert b"fanout_child_restarts_total" in merge_metrics({}, {0: 3})
+
+
+def test_child_env_passes_the_inherited_health_socket() -> None:
+    settings = Settings(source_queue_url="http://127.0.0.1:1/q/src", http_port=8080)
+    env = child_env({"FANOUT_HTTP_SOCKET_FD": "99"}, settings, 1, 41234, None, 7)
+    assert env["FANOUT_HTTP_SOCKET_FD"] == "7"
+    assert "FANOUT_HTTP_SOCKET_FD" not in child_env(
+        {"FANOUT_HTTP_SOCKET_FD": "99"}, settings, 1, None
+    )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from fanout.cli import build_parser, main
-from fanout.rules.cli import run_events
+from fanout.commands.rules import run_events
 from tests.support.samples import dumps, sample, simplified
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -13,11 +13,11 @@ import orjson
 
 from fanout.aws.client import create_client
 from fanout.aws.retry import Backoff
+from fanout.commands.common import read_all, run_async
 from fanout.config import Settings, load_settings
 from fanout.errors import ConfigError
 from fanout.ops.dlq_inspect import record_view, render, rule_errors_only, rules_now, summarize
 from fanout.ops.reader import DlqReader, RateLimit
-from fanout.ops.records import DlqRecord
 from fanout.ops.redrive import Filters, Options, Redrive, parse_since
 from fanout.rules.loader import load_rules, load_rules_unresolved
 from fanout.rules.model import RuleSet
@@ -106,8 +106,6 @@ async def _client(settings: Settings) -> AsyncIterator[Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fanout.cli import run_async
-
     try:
         settings = _settings(args)
         url = settings.dlq_url
@@ -126,22 +124,6 @@ def main(args: argparse.Namespace) -> int:
             "fanout: interrupted: held records come back when their hold runs out", file=sys.stderr
         )
         return 130
-
-
-async def read_all(
-    client: Any, settings: Settings, url: str, *, limit: int | None, hold_seconds: int
-) -> list[DlqRecord]:
-    """Every record (up to ``limit``), then all released: nothing consumed."""
-    reader = DlqReader(
-        client, url, hold_seconds=hold_seconds, backoff=Backoff.from_settings(settings)
-    )
-    records: list[DlqRecord] = []
-    try:
-        async for batch in reader.records(limit):
-            records.extend(batch)
-    finally:
-        await reader.release()
-    return records
 
 
 def _inspect_rules(args: argparse.Namespace, settings: Settings) -> RuleSet | None:

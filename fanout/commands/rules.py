@@ -25,6 +25,7 @@ from fanout.errors import ConfigError
 from fanout.events import InvalidEvent, parse_event
 from fanout.outcomes import DlqReason
 from fanout.rules.index import conjunction_terms, render
+from fanout.rules.lint import lint_rules
 from fanout.rules.loader import load_rules, load_rules_unresolved
 from fanout.rules.model import Rule, RuleError, RuleSet, evaluation_error, is_truthy
 
@@ -47,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="also require every ${VAR} queue URL to be set, as `fanout run` does",
     )
     check.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="Genesys schema warnings (unknown eventBody field, out-of-enum value, string/number "
+        "mix) are errors: exit 1",
+    )
     test = commands.add_parser(
         "test", help="which rules match these events, which targets get them, and why not"
     )
@@ -89,7 +96,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def main(args: argparse.Namespace) -> int:
     try:
         if args.rules_command == "check":
-            return check_rules(args.rules, resolve_env=args.resolve_env, as_json=args.json)
+            return check_rules(
+                args.rules, resolve_env=args.resolve_env, as_json=args.json, strict=args.strict
+            )
         if args.rules_command == "diff":
             return diff_command(args)
         paths: list[str] = list(args.paths)
@@ -115,11 +124,16 @@ def _rules_path(path: Path | None) -> Path:
 # --- check ---------------------------------------------------------------------------------
 
 
-def check_rules(path: Path | None, *, resolve_env: bool = False, as_json: bool = False) -> int:
+def check_rules(
+    path: Path | None, *, resolve_env: bool = False, as_json: bool = False, strict: bool = False
+) -> int:
+    """Exit 0; 1 with ``strict`` when the Genesys schema checks warn (fanout.rules.lint)."""
     rules_path = _rules_path(path)
     ruleset = load_rules(rules_path) if resolve_env else load_rules_unresolved(rules_path)
     report = [_rule_report(rule) for rule in ruleset.rules]
     indexed = sum(1 for r in report if r["indexed"])
+    warnings = lint_rules(ruleset)
+    status = 1 if strict and warnings else 0
     if as_json:
         doc = {
             "file": ruleset.path,
@@ -127,13 +141,19 @@ def check_rules(path: Path | None, *, resolve_env: bool = False, as_json: bool =
             "targets": sorted(ruleset.targets),
             "default_targets": [t.name for t in ruleset.default_targets],
             "rules": report,
+            "warnings": [w.as_dict() for w in warnings],
+            "strict": strict,
         }
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
+        return status
+    verdict = "OK" if not warnings else f"{len(warnings)} warnings"
     print(
-        f"{ruleset.path}: OK, {len(report)} rules (match: {ruleset.mode}), "
+        f"{ruleset.path}: {verdict}, {len(report)} rules (match: {ruleset.mode}), "
         f"{indexed} indexed, {len(report) - indexed} tested on every event"
     )
+    label = "error" if strict else "warning"
+    for w in warnings:
+        print(f"{label}: {w.render(ruleset.path)}", file=sys.stderr)
     for r in report:
         print(f"rule '{r['id']}' ({r['kind']}) -> {', '.join(r['targets'])}")
         if r["indexed"]:
@@ -143,7 +163,7 @@ def check_rules(path: Path | None, *, resolve_env: bool = False, as_json: bool =
                 print("    a key hit is a match: the condition itself is not evaluated")
         else:
             print(f"    not indexed: {r['reason']}")
-    return 0
+    return status
 
 
 def _rule_report(rule: Rule) -> dict[str, Any]:
@@ -184,9 +204,8 @@ def diff_command(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
 
 def _dlq_bodies(args: argparse.Namespace) -> list[str]:
     from fanout.aws.client import create_client
-    from fanout.cli import run_async
+    from fanout.commands.common import read_all, run_async
     from fanout.config import load_settings
-    from fanout.ops.cli import read_all
 
     settings = load_settings(
         dlq_url=args.from_dlq, endpoint_url=args.endpoint_url, region=args.region

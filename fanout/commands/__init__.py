@@ -1,0 +1,1 @@
+"""The ``fanout rules`` and ``fanout dlq`` commands and what every command shares."""
