@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +144,7 @@ class Worker:
         if not record:
             # Sampled out: no span, no attributes, no link from the batch spans; the copies
             # still carry the trace id with sampled flag 0 for the consumers downstream.
-            return self._handle(message, unsampled_trace_attributes(parent, trace_id))
+            return self._handle(message, lambda: unsampled_trace_attributes(parent, trace_id))
         links = None
         if parent is not None:
             links = [Link(get_current_span(parent).get_span_context())]
@@ -158,7 +159,7 @@ class Worker:
         )
         try:
             message.trace_context = span.get_span_context()
-            handled = self._handle(message, trace_attributes(span))
+            handled = self._handle(message, lambda: trace_attributes(span))
             if span.is_recording():
                 # Ids, topic and routing only: never event field values (PII).
                 attributes: dict[str, AttributeValue] = {
@@ -178,9 +179,12 @@ class Worker:
         finally:
             span.end()
 
-    def _handle(self, message: Received, trace: dict[str, dict[str, Any]] | None) -> Handled:
-        """Validate and match, hand copies (carrying ``trace``, the message attributes of the
-        event's trace context) to the senders; returns the outcome."""
+    def _handle(
+        self, message: Received, trace_of: Callable[[], dict[str, dict[str, Any]]] | None
+    ) -> Handled:
+        """Validate and match, hand copies to the senders (carrying ``trace_of()``, the message
+        attributes of the event's trace context, built only when there are copies); returns
+        the outcome."""
         self._stats.processed += 1
         try:
             event = parse_event(message.body)
@@ -204,6 +208,7 @@ class Worker:
                 self._settler.ack(message)
                 return Handled(Outcome.UNMATCHED)
             self._stats.defaulted += 1
+        trace = trace_of() if trace_of is not None else None
         self._settler.expect(message, len(match.targets))
         copies = make_copies(message, match.targets, message.body, event.id, trace)
         if trace and copies and TRACEPARENT not in copies[0].entry.get("MessageAttributes", {}):
