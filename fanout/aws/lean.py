@@ -52,6 +52,7 @@ from botocore.exceptions import (
 from botocore.exceptions import SSLError as BotoSSLError
 from botocore.httpsession import get_cert_path
 from botocore.regions import EndpointResolver
+from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
 from yarl import URL
 
 from fanout import __version__
@@ -152,6 +153,24 @@ class EndpointTable:
         return found
 
 
+def _uninstrumented(session: aiohttp.ClientSession) -> aiohttp.ClientSession | None:
+    """A session sharing ``session``'s pool and settings, without the HTTP client span hooks;
+    None when ``session`` has none (tracing off or the aiohttp-client instrumentation off)."""
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    if not session.trace_configs:
+        return None
+    plain = aiohttp.ClientSession(
+        connector=session.connector,
+        connector_owner=False,
+        timeout=session.timeout,
+        skip_auto_headers=tuple(session.skip_auto_headers),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    AioHttpClientInstrumentor.uninstrument_session(plain)
+    return plain
+
+
 class LeanSQSClient:
     """ReceiveMessage, SendMessageBatch, DeleteMessageBatch, ChangeMessageVisibilityBatch.
 
@@ -184,6 +203,9 @@ class LeanSQSClient:
         )
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        # The same pool without the OpenTelemetry HTTP client hooks, for calls whose span is
+        # sampled out: the hooks would run on every request only to find they are suppressed.
+        self._plain: aiohttp.ClientSession | None = None
         self._second = -1  # the SigV4 timestamp, formatted once per second
         self._timestamp = ""
         # Receive bodies arrive as str; MD5 over UTF-8 bytes. usedforsecurity=False: an
@@ -198,6 +220,7 @@ class LeanSQSClient:
             skip_auto_headers=("Accept", "Accept-Encoding"),
             cookie_jar=aiohttp.DummyCookieJar(),  # SQS sets no cookies: skip the jar per call
         )
+        self._plain = _uninstrumented(self._session)
         return self
 
     async def __aexit__(
@@ -214,6 +237,9 @@ class LeanSQSClient:
 
     async def close(self) -> None:
         session, self._session = self._session, None
+        plain, self._plain = self._plain, None
+        if plain is not None:
+            await plain.close()
         if session is not None:
             await session.close()
 
@@ -246,6 +272,8 @@ class LeanSQSClient:
         session = self._session
         if session is None:
             raise RuntimeError("LeanSQSClient is not open (use it with `async with`)")
+        if self._plain is not None and not is_http_instrumentation_enabled():
+            session = self._plain
         endpoint = self._endpoints(params["QueueUrl"])
         body = orjson.dumps(params, default=bytes_as_base64)
         if len(body) >= EXACT_COPY_BYTES:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -23,7 +24,16 @@ from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, Context
 from opentelemetry.metrics import Counter, Histogram, Meter, Observation
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Span, SpanContext, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from fanout import __version__
@@ -95,6 +105,166 @@ def trace_attributes(span: Span) -> dict[str, dict[str, Any]]:
     }
     if ctx.trace_state:
         attrs[TRACESTATE] = {"DataType": "String", "StringValue": ctx.trace_state.to_header()}
+    return attrs
+
+
+def _random_id(bits: int) -> int:
+    """A random non-zero id, as the SDK's RandomIdGenerator makes them (zero is invalid)."""
+    value = random.getrandbits(bits)
+    while not value:
+        value = random.getrandbits(bits)
+    return value
+
+
+class PresetIdGenerator:
+    """The SDK's random ids, except that the next trace id can be fixed beforehand.
+
+    ``Sampling.decide`` asks the sampler before any span exists, on a trace id of its own; the
+    span it then starts must carry that trace id, or a ratio sampler (which samples by trace id)
+    would decide again on another one. Used on the event-loop thread only (spans start there).
+    Implements the SDK's ``IdGenerator`` interface."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def preset(self, trace_id: int) -> None:
+        self._next = trace_id
+
+    def generate_trace_id(self) -> int:
+        trace_id, self._next = self._next, 0
+        return trace_id or _random_id(128)
+
+    def generate_span_id(self) -> int:
+        return _random_id(64)
+
+    def is_trace_id_random(self) -> bool:
+        return True
+
+
+# W3C trace-context level 2 "random trace id" flag, which the SDK sets on ids it generated.
+_RANDOM_FLAG = 0x02
+
+
+_LOW_64 = (1 << 64) - 1  # TraceIdRatioBased compares the trace id's low 64 bits to its bound
+
+
+def _standard_rule(sampler: Any) -> tuple[bool, int] | None:
+    """(parent-based?, root bound) when ``sampler`` is one the SDK builds from
+    ``OTEL_TRACES_SAMPLER`` (always_on/off, traceidratio, their parentbased_ forms with the
+    default delegates): its decision is then ``trace_id & 2**64-1 < bound`` at the root and the
+    parent's sampled flag under a parent. None for any other sampler (it is asked each time)."""
+    from opentelemetry.sdk.trace import sampling
+
+    def bound(root: Any) -> int | None:
+        if root is sampling.ALWAYS_ON:
+            return _LOW_64 + 1
+        if root is sampling.ALWAYS_OFF:
+            return 0
+        if type(root) is sampling.TraceIdRatioBased:
+            return int(root.bound)
+        return None
+
+    if type(sampler) in (
+        sampling.ParentBased,
+        sampling.ParentBasedTraceIdRatio,
+        sampling._ParentBasedAlwaysOn,  # what parentbased_always_on/off name
+        sampling._ParentBasedAlwaysOff,
+    ):
+        delegates = (
+            getattr(sampler, "_remote_parent_sampled", None) is sampling.ALWAYS_ON
+            and getattr(sampler, "_remote_parent_not_sampled", None) is sampling.ALWAYS_OFF
+        )
+        root = bound(getattr(sampler, "_root", None))
+        return (True, root) if delegates and root is not None else None
+    root = bound(sampler)
+    return (False, root) if root is not None else None
+
+
+class Sampling:
+    """The configured sampler (``OTEL_TRACES_SAMPLER``/``_ARG``, parent-based by default),
+    asked once per event or call *before* any span is built, so that what is sampled out
+    builds no span, no attribute dict and no link: it only gets the ids propagation needs.
+
+    The samplers the standard variables name are applied by their rule directly (the SDK's
+    ``should_sample`` builds a result object and looks the parent up twice per call); any other
+    sampler is asked through ``should_sample``.
+
+    Parameters:
+        sampler: the tracer provider's sampler (the SDK read it from the environment).
+        ids: the tracer provider's id generator, so a recorded span keeps the decided trace id
+            (None: a provider built elsewhere; its SDK tracer then decides a root span again).
+    """
+
+    __slots__ = ("_bound", "_ids", "_parent_based", "_sampler")
+
+    def __init__(self, sampler: Any, ids: PresetIdGenerator | None) -> None:
+        self._sampler = sampler
+        self._ids = ids
+        rule = _standard_rule(sampler)
+        self._parent_based = rule is not None and rule[0]
+        self._bound: int | None = rule[1] if rule is not None else None
+
+    def decide(self, parent: Context | None, name: str, kind: SpanKind) -> tuple[bool, int]:
+        """(record?, trace id): the parent's trace id, else a new random one. The sampler sees
+        no attributes and no links (the standard ones use neither)."""
+        bound = self._bound
+        if parent is None:
+            trace_id = _random_id(128)
+            if bound is not None:
+                return trace_id & _LOW_64 < bound, trace_id
+        else:
+            context = trace.get_current_span(parent).get_span_context()
+            trace_id = context.trace_id
+            if bound is not None:
+                if self._parent_based:
+                    return context.trace_flags.sampled, trace_id
+                return trace_id & _LOW_64 < bound, trace_id
+        result = self._sampler.should_sample(parent, trace_id, name, kind)
+        return result.decision.is_recording(), trace_id
+
+    def start(
+        self,
+        tracer: Tracer,
+        trace_id: int,
+        name: str,
+        *,
+        kind: SpanKind,
+        context: Context | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[Link] | None = None,
+    ) -> Span:
+        """The recorded span ``decide`` said yes to, on its trace id."""
+        ids = self._ids
+        if context is None and ids is not None:
+            ids.preset(trace_id)
+            try:
+                return tracer.start_span(name, context, kind, attributes, links)
+            finally:
+                ids.preset(0)  # unused (a disabled tracer): never left for another span
+        return tracer.start_span(name, context, kind, attributes, links)
+
+
+def unsampled_trace_attributes(parent: Context | None, trace_id: int) -> dict[str, dict[str, Any]]:
+    """``traceparent`` (and the parent's ``tracestate``) for an event that is not recorded: its
+    trace id, a fresh span id and sampled flag 0, so that a downstream consumer sampling on its
+    parent decides the same way. What a non-recording span would propagate, without one."""
+    state = None
+    if parent is None:
+        flags = _RANDOM_FLAG
+    else:
+        context = trace.get_current_span(parent).get_span_context()
+        flags = context.trace_flags & _RANDOM_FLAG
+        state = context.trace_state
+    attrs = {
+        TRACEPARENT: {
+            "DataType": "String",
+            "StringValue": f"00-{trace_id:032x}-{_random_id(64):016x}-{flags:02x}",
+        }
+    }
+    if state:
+        attrs[TRACESTATE] = {"DataType": "String", "StringValue": state.to_header()}
     return attrs
 
 
@@ -377,12 +547,48 @@ class Telemetry:
     instruments: Instruments
     tracing: bool = False
     prometheus_registry: Any = None  # prometheus_client.CollectorRegistry when /metrics is on
+    sampling: Sampling | None = None  # with tracing on
     _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.tracing and self.sampling is None:  # an SDK tracer given directly (tests)
+            from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+            ids = getattr(self.tracer, "id_generator", None)
+            self.sampling = Sampling(
+                getattr(self.tracer, "sampler", ALWAYS_ON),
+                ids if isinstance(ids, PresetIdGenerator) else None,
+            )
 
     @classmethod
     def off(cls) -> Telemetry:
         meter = metrics.NoOpMeterProvider().get_meter("fanout")
         return cls(trace.NoOpTracer(), meter, Instruments.create(meter))
+
+    def call_span(
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: Callable[[], Mapping[str, Any]],
+        links: Callable[[], Sequence[Link]] | None = None,
+    ) -> Span:
+        """The span of one SQS call (a root: batch calls link to their events instead). Sampled
+        out or tracing off: the API's shared invalid span (no object built; its methods do
+        nothing), and ``attributes``/``links`` are never called."""
+        sampling = self.sampling
+        if sampling is None:
+            return INVALID_SPAN
+        record, trace_id = sampling.decide(None, name, kind)
+        if not record:
+            return INVALID_SPAN
+        return sampling.start(
+            self.tracer,
+            trace_id,
+            name,
+            kind=kind,
+            attributes=attributes(),
+            links=links() if links is not None else None,
+        )
 
     def scope(
         self, span: Span, *, end: bool, record_exception: bool = True
@@ -493,13 +699,16 @@ def setup_telemetry() -> Telemetry:
     closers: list[Callable[[], None]] = []
     tracer: Tracer = trace.NoOpTracer()
     tracer_provider: Any = None
+    sampling: Sampling | None = None
     if trace_names:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         # The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (SDK default:
         # parentbased_always_on); the processor from OTEL_BSP_*; exporters read their own vars.
-        tracer_provider = TracerProvider(resource=resource)
+        ids = PresetIdGenerator()
+        tracer_provider = TracerProvider(resource=resource, id_generator=ids)  # type: ignore[arg-type]
+        sampling = Sampling(tracer_provider.sampler, ids)
         for name in trace_names:
             exporter = _load_exporter(name, "traces", env)()
             tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -549,6 +758,7 @@ def setup_telemetry() -> Telemetry:
         Instruments.create(meter),
         tracing=tracer_provider is not None,
         prometheus_registry=registry,
+        sampling=sampling,
         _closers=closers,
     )
 

@@ -163,12 +163,11 @@ class Acker:
 
     def _span(self, operation: str, messages: list[Received]) -> Any:
         """A ``settle <source>`` CLIENT span per batch call, linked to the events' process spans."""
-        telemetry = self._telemetry
-        return telemetry.tracer.start_span(
+        # Attributes and links are built only when the call is recorded.
+        return self._telemetry.call_span(
             self._span_name,
-            kind=SpanKind.CLIENT,
-            links=link_to(m.trace_context for m in messages) if telemetry.tracing else None,
-            attributes={
+            SpanKind.CLIENT,
+            lambda: {
                 "messaging.system": SYSTEM,
                 "messaging.operation.type": "settle",
                 "messaging.operation.name": operation,
@@ -176,6 +175,7 @@ class Acker:
                 "aws.sqs.queue.url": self._queue_url,
                 "messaging.batch.message_count": len(messages),
             },
+            lambda: link_to(m.trace_context for m in messages),
         )
 
     async def _send_deletes(self, batch: list[Received]) -> None:

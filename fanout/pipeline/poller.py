@@ -121,8 +121,8 @@ class Poller:
             pause = 0.0
             self.receiving = True
             instruments = self._telemetry.instruments
-            span = self._telemetry.tracer.start_span(
-                self._span_name, kind=SpanKind.CLIENT, attributes=self._span_attributes
+            span = self._telemetry.call_span(
+                self._span_name, SpanKind.CLIENT, self._span_attributes.copy
             )
             started = time.perf_counter()
             try:

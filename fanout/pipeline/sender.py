@@ -311,11 +311,11 @@ class QueueSender:
         url = self.target.queue_url
         telemetry = self._telemetry
         instruments = telemetry.instruments
-        span = telemetry.tracer.start_span(
+        # Attributes and links are built only when the call is recorded.
+        span = telemetry.call_span(
             self._span_name,
-            kind=SpanKind.PRODUCER,
-            links=link_to(c.source.trace_context for c in batch) if telemetry.tracing else None,
-            attributes={
+            SpanKind.PRODUCER,
+            lambda: {
                 "messaging.system": SYSTEM,
                 "messaging.operation.type": "send",
                 "messaging.operation.name": "SendMessageBatch",
@@ -323,6 +323,7 @@ class QueueSender:
                 "aws.sqs.queue.url": url,
                 "messaging.batch.message_count": len(batch),
             },
+            lambda: link_to(c.source.trace_context for c in batch),
         )
         instruments.batch_entries.record(len(batch), self._sent_attributes)
         failures: dict[str, int] = {}

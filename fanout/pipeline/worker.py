@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from opentelemetry.trace import Link, Span, SpanKind, StatusCode, get_current_span
+from opentelemetry.trace import Link, SpanKind, StatusCode, get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from fanout.events import InvalidEvent, parse_event
@@ -22,6 +24,7 @@ from fanout.observability.telemetry import (
     Telemetry,
     producer_context,
     trace_attributes,
+    unsampled_trace_attributes,
 )
 from fanout.outcomes import DlqReason, Outcome
 from fanout.pipeline.inflight import Received
@@ -135,10 +138,19 @@ class Worker:
         # as the messaging conventions ask. Not made current: that costs ~5 us per event and
         # nothing below the worker makes spans synchronously.
         parent = producer_context(message.message_attributes, message.aws_trace_header)
+        sampling = self._telemetry.sampling
+        assert sampling is not None  # tracing on
+        record, trace_id = sampling.decide(parent, self._span_name, SpanKind.CONSUMER)
+        if not record:
+            # Sampled out: no span, no attributes, no link from the batch spans; the copies
+            # still carry the trace id with sampled flag 0 for the consumers downstream.
+            return self._handle(message, lambda: unsampled_trace_attributes(parent, trace_id))
         links = None
         if parent is not None:
             links = [Link(get_current_span(parent).get_span_context())]
-        span = self._telemetry.tracer.start_span(
+        span = sampling.start(
+            self._telemetry.tracer,
+            trace_id,
             self._span_name,
             context=parent,
             kind=SpanKind.CONSUMER,
@@ -147,7 +159,7 @@ class Worker:
         )
         try:
             message.trace_context = span.get_span_context()
-            handled = self._handle(message, span)
+            handled = self._handle(message, lambda: trace_attributes(span))
             if span.is_recording():
                 # Ids, topic and routing only: never event field values (PII).
                 attributes: dict[str, AttributeValue] = {
@@ -167,8 +179,12 @@ class Worker:
         finally:
             span.end()
 
-    def _handle(self, message: Received, span: Span | None) -> Handled:
-        """Validate and match, hand copies to the senders; returns the outcome."""
+    def _handle(
+        self, message: Received, trace_of: Callable[[], dict[str, dict[str, Any]]] | None
+    ) -> Handled:
+        """Validate and match, hand copies to the senders (carrying ``trace_of()``, the message
+        attributes of the event's trace context, built only when there are copies); returns
+        the outcome."""
         self._stats.processed += 1
         try:
             event = parse_event(message.body)
@@ -192,7 +208,7 @@ class Worker:
                 self._settler.ack(message)
                 return Handled(Outcome.UNMATCHED)
             self._stats.defaulted += 1
-        trace = trace_attributes(span) if span is not None else None
+        trace = trace_of() if trace_of is not None else None
         self._settler.expect(message, len(match.targets))
         copies = make_copies(message, match.targets, message.body, event.id, trace)
         if trace and copies and TRACEPARENT not in copies[0].entry.get("MessageAttributes", {}):
