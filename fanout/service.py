@@ -29,11 +29,11 @@ from fanout.aws.urls import queue_name
 from fanout.config import Settings
 from fanout.observability.health import HealthServer
 from fanout.observability.stats import Stats
-from fanout.observability.telemetry import Telemetry, observe_stats
+from fanout.observability.telemetry import Telemetry, observe_concurrency, observe_stats
 from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters
 from fanout.pipeline.inflight import InFlight, Received
-from fanout.pipeline.poller import Poller
+from fanout.pipeline.poller import Poller, Pollers
 from fanout.pipeline.routing import Routing
 from fanout.pipeline.sender import QueueSender, SenderFactory
 from fanout.pipeline.settle import Settler
@@ -100,8 +100,10 @@ class Service:
             settings.max_in_flight,
             settings.max_in_flight_bytes,
             message_bytes=(queue_limits or {}).get(settings.source_queue_url, MAX_MESSAGE_BYTES),
+            adaptive=True,
         )
-        self.work: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.max_in_flight)
+        # Unbounded: InFlight bounds it (its limit adapts, so no fixed maxsize can).
+        self.work: asyncio.Queue[Received] = asyncio.Queue()
         self.stop = asyncio.Event()
         rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         backoff = Backoff.from_settings(settings)
@@ -116,6 +118,8 @@ class Service:
             visibility_timeout=settings.visibility_timeout_seconds,
             telemetry=telemetry,
             retry_budget=settings.retry_max_seconds,
+            concurrency=settings.send_concurrency,
+            max_concurrency=settings.max_pool_connections,
         )
         # Owned here and shared with the factory: a reload adds the new targets' limits.
         self._queue_limits = dict(queue_limits or {})
@@ -131,6 +135,7 @@ class Service:
             queue_limits=self._queue_limits,
             telemetry=telemetry,
             max_pending=settings.target_max_pending,
+            max_concurrency=settings.max_pool_connections,
         )
         self.dead_letters = DeadLetters(settings.dlq_url, self._senders, self.acker, self.stats)
         self.settler = Settler(self.acker, self.dead_letters, self.stats, telemetry)
@@ -147,10 +152,11 @@ class Service:
             watch=settings.watch_rules,
             interval=settings.rules_watch_interval_seconds,
         )
-        self.pollers = [
-            Poller(
+        source_url = settings.source_queue_url
+        self.pollers = Pollers(
+            lambda: Poller(
                 client,
-                settings.source_queue_url,
+                source_url,
                 self.work,
                 self.inflight,
                 self.stats,
@@ -159,9 +165,12 @@ class Service:
                 backoff=backoff,
                 rng=rng,
                 telemetry=telemetry,
-            )
-            for _ in range(settings.pollers)
-        ]
+            ),
+            self.inflight,
+            self.stats,
+            floor=settings.pollers,
+            ceiling=settings.max_pollers,
+        )
         source_name = queue_name(settings.source_queue_url)
         self.workers = [
             Worker(self.routing, self.settler, self.stats, telemetry, source_name)
@@ -177,6 +186,13 @@ class Service:
             source=source_name,
             target_queues=self._target_queues,
             dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
+        )
+        observe_concurrency(
+            telemetry.meter,
+            self.stats,
+            inflight_limit=lambda: self.inflight.max_in_flight,
+            inflight_bytes_limit=lambda: self.inflight.max_bytes or 0,
+            source=source_name,
         )
         self.health = (
             HealthServer(
@@ -194,11 +210,12 @@ class Service:
         seconds; then shut down gracefully and return the counters."""
         s = self.settings
         log.info(
-            "fanout started: %d rules, %d targets, %d pollers, %d workers, max %d in flight "
+            "fanout started: %d rules, %d targets, %d-%d pollers, %d workers, max %d in flight "
             "and %.0f MiB of bodies",
             len(self.rules.rules),
             len(self.rules.targets),
             s.pollers,
+            max(s.pollers, s.max_pollers),
             s.workers,
             s.max_in_flight,
             s.max_in_flight_bytes / 2**20,
@@ -220,12 +237,11 @@ class Service:
         if self.health is not None:
             assert s.http_port is not None
             await self.health.start(s.http_host, s.http_port)
-        for poller in self.pollers:
-            # Drain mode: short polls, so the exit never waits out a long poll.
-            poller.drain = exit_when_idle is not None
+        # Drain mode: short polls, so the exit never waits out a long poll.
+        self.pollers.drain = exit_when_idle is not None
         heartbeat = asyncio.create_task(self.acker.heartbeat(), name="visibility heartbeat")
         reloader = asyncio.create_task(self.reloader.run(), name="rules reload")
-        pollers = [asyncio.create_task(p.run(), name="poller") for p in self.pollers]
+        pollers = asyncio.create_task(self.pollers.run(), name="pollers")
         workers = [asyncio.create_task(w.run(self.work), name="worker") for w in self.workers]
         idle = (
             asyncio.create_task(self._watch_idle(exit_when_idle), name="idle watch")
@@ -283,7 +299,7 @@ class Service:
                 self.stop.set()
 
     async def _shutdown(
-        self, pollers: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
+        self, pollers: asyncio.Task[None], workers: list[asyncio.Task[None]]
     ) -> None:
         """Stop receiving, finish in-flight work, delete what completed, release the rest; all
         within FANOUT_SHUTDOWN_TIMEOUT_SECONDS."""
@@ -295,14 +311,11 @@ class Service:
         # Idle pollers stop now. A receive in progress is let finish (a long poll ends within
         # FANOUT_WAIT_TIME_SECONDS) and what it brings is released below: cancelling it could
         # strand messages the server already made invisible, until their visibility timeout.
-        for poller, task in zip(self.pollers, pollers, strict=True):
-            poller.stopping = True
-            if not poller.receiving:
-                task.cancel()
-        await asyncio.wait(pollers, timeout=max(0.0, self._left(deadline) - reserve))
-        for task in [*pollers, *workers]:
+        self.pollers.stop()
+        await asyncio.wait([pollers], timeout=max(0.0, self._left(deadline) - reserve))
+        for task in [pollers, *workers]:
             task.cancel()
-        await asyncio.gather(*pollers, *workers, return_exceptions=True)
+        await asyncio.gather(pollers, *workers, return_exceptions=True)
         # Received but never processed: visible again now, not after the visibility timeout.
         while not self.work.empty():
             self.acker.release(self.work.get_nowait())

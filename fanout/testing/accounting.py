@@ -128,6 +128,10 @@ class Fleet:
             "retry_max_delay_ms": 300,
             "shutdown_timeout_seconds": 10,
         }
+        if self.profile == "fast":
+            # moto: concurrent receives can hand out a message twice; pollers stay at the
+            # floor (``pollers``) unless a test raises the ceiling.
+            values["max_pollers"] = 1
         values.update(overrides)
         return Settings(**values)
 

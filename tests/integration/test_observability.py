@@ -52,6 +52,7 @@ async def run_fanout(
             "FANOUT_RULES": str(rules),
             "FANOUT_WAIT_TIME_SECONDS": "1",
             "FANOUT_POLLERS": "1",
+            "FANOUT_MAX_POLLERS": "1",
             "FANOUT_LINGER_MS": "5",
             "FANOUT_LOG_FORMAT": "json",
             "OTEL_SERVICE_NAME": "fanout-test",
