@@ -256,12 +256,14 @@ async def run_stub(
     *,
     profile: Path | None = None,
     empty: bool = False,
+    latency_ms: float = 0.0,
 ) -> tuple[ChildResult, Observed, dict[str, Any]]:
-    """One system against a fresh stub serving ``prep``'s bodies (none if ``empty``)."""
+    """One system against a fresh stub serving ``prep``'s bodies (none if ``empty``), each
+    answer ``latency_ms`` late."""
     pool = prep.workdir / "pool-empty.jsonl" if empty else prep.pool_file()
     if empty:
         pool.write_text("")
-    with stub_server(pool, REPO) as (endpoint, _stub):
+    with stub_server(pool, REPO, latency_ms=latency_ms) as (endpoint, _stub):
         queues = stub_queues(endpoint, prep.targets)
         out = prep.workdir / f"summary-{system}.json"
         argv, env = system_argv(system, queues, prep, knobs, out, profile=profile)
@@ -337,9 +339,10 @@ async def closed_loop(
     endpoint: str | None = None,
     idle: float | None = None,
     note: str = "",
+    latency_ms: float = 0.0,
 ) -> ClosedResult:
     if backend == "stub":
-        res, observed, summary = await run_stub(system, prep, knobs)
+        res, observed, summary = await run_stub(system, prep, knobs, latency_ms=latency_ms)
         window = observed.window or (0.0, 1e-9)
     else:
         assert endpoint is not None
@@ -347,7 +350,8 @@ async def closed_loop(
     if system in FANOUT_SYSTEMS:
         processed = int(summary["processed"])
         calls = observed.calls if observed.calls is not None else summary["sqs_calls"]
-        extra = {k: summary[k] for k in ("dlq_total", "errors", "retries", "released")}
+        keys = ("dlq_total", "errors", "retries", "released", "peak_pollers", "peak_concurrency")
+        extra = {k: summary.get(k) for k in keys}
     else:
         processed = int(summary["processed"])
         calls = observed.calls if observed.calls is not None else summary["calls"]
