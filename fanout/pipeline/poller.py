@@ -226,9 +226,12 @@ class Pollers:
         self.drain = drain
         self.stopping = False
         self._pollers: dict[asyncio.Task[None], Poller] = {}
+        # Pollers that decided to retire but whose task has not ended yet: not counted, or two
+        # retiring at once could both see the other and leave fewer than the floor.
+        self._retiring: set[Poller] = set()
 
     def __len__(self) -> int:
-        return len(self._pollers)
+        return len(self._pollers) - len(self._retiring)
 
     @property
     def receiving(self) -> int:
@@ -246,9 +249,12 @@ class Pollers:
     def _after_receive(self, poller: Poller, asked: int, got: int) -> bool:
         if self.stopping:
             return True
-        step = self.decide(len(self._pollers), asked, got, room=not self._inflight.held)
+        step = self.decide(len(self), asked, got, room=not self._inflight.held)
         if step > 0:
             self._add()
+        elif step < 0:
+            self._retiring.add(poller)
+            self._show()
         return step >= 0
 
     def _add(self) -> None:
@@ -261,12 +267,13 @@ class Pollers:
         self._show()
 
     def _retired(self, task: asyncio.Task[None]) -> None:
-        self._pollers.pop(task, None)
+        poller = self._pollers.pop(task, None)
+        self._retiring.discard(poller)
         self._show()
 
     def _show(self) -> None:
-        self._stats.pollers = len(self._pollers)
-        self._stats.peak_pollers = max(self._stats.peak_pollers, len(self._pollers))
+        self._stats.pollers = len(self)
+        self._stats.peak_pollers = max(self._stats.peak_pollers, len(self))
 
     async def run(self) -> None:
         """Start the floor's pollers; return when all have stopped. A poller that crashes
