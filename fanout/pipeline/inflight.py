@@ -7,10 +7,15 @@ backpressure that keeps memory bounded when targets slow down.
 
 Capacity is counted in messages and in body bytes (``max_bytes``, FANOUT_MAX_IN_FLIGHT_BYTES).
 The size of what a receive will return is unknown until it returns, so each reserved slot
-holds ``message_bytes`` (the source queue's MaximumMessageSize, the most one message can be)
-until its message arrives and is counted at its real size: in-flight bytes plus reservations
-never exceed the budget. One exception keeps a too-small budget from deadlocking: when nothing
-at all is in flight, one message may be received whatever its size.
+holds ``slot_bytes`` until its message arrives and is counted at its real size. Fixed
+(``adaptive`` off), that is ``message_bytes``, the source queue's MaximumMessageSize: in-flight
+bytes plus reservations never exceed the budget, but with 1 MiB queues a 128 MiB budget lets
+only 12 receives be out at once, whatever the real sizes. Adaptive (the service), it is twice
+the recent largest message (at least MIN_RESERVE_BYTES): only a message more than twice the
+recent largest can take the bytes past the budget, by its excess, until it settles. And the
+message limit follows Little's law (``_follow_littles_law``) within the byte budget. One
+exception keeps a too-small budget from deadlocking: when nothing at all is in flight, one
+message may be received whatever its size.
 
 Receives are whole (up to 10 messages) whenever the limits allow one: while another receive
 is out (it will soon return its unused reservation), a poller waits for room for a full
