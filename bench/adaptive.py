@@ -32,7 +32,8 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     prep = prepare(Workload(args.events, args.seed, None, args.rules), Path(tempfile.mkdtemp()))
     # fanout on its defaults (FANOUT_POLLERS 4 ...), wait 2 s as the suite; naive: its pollers.
-    fanout_knobs = Knobs()
+    extra = tuple(tuple(kv.split("=", 1)) for kv in args.fanout_env)
+    fanout_knobs = Knobs(extra_env=extra)  # type: ignore[arg-type]
     naive_knobs = Knobs(pollers=args.naive_pollers)
     runs: list[dict[str, Any]] = []
     load = [os.getloadavg()[0]]
@@ -97,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--naive-pollers", type=int, default=16)
     parser.add_argument("--naive-at-zero", action="store_true")
+    parser.add_argument(
+        "--fanout-env",
+        nargs="*",
+        default=[],
+        help="KEY=VALUE for fanout, e.g. FANOUT_MAX_POLLERS=16",
+    )
     parser.add_argument(
         "--out", type=Path, default=REPO / "bench" / "results" / "adaptive" / "adaptive.json"
     )

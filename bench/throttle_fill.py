@@ -86,7 +86,7 @@ async def child(seconds: float, rate: float, events_n: int) -> dict[str, Any]:
                 sampler = asyncio.create_task(sample())
                 try:
                     await wait_settled(
-                        sqs, fleet.source, quiet=1.5, timeout=120, ready=publisher.done
+                        sqs, fleet.source, quiet=1.5, timeout=400, ready=publisher.done
                     )
                 finally:
                     sampler.cancel()
@@ -97,7 +97,7 @@ async def child(seconds: float, rate: float, events_n: int) -> dict[str, Any]:
                 proxy,
                 until=settled,
                 started=open_window,
-                timeout=180,
+                timeout=480,
                 pollers=1,
                 retry_max_seconds=60,
             )
