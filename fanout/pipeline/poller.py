@@ -233,11 +233,6 @@ class Pollers:
     def __len__(self) -> int:
         return len(self._pollers) - len(self._retiring)
 
-    @property
-    def receiving(self) -> int:
-        """Pollers with a ReceiveMessage call out."""
-        return sum(1 for p in self._pollers.values() if p.receiving)
-
     def decide(self, count: int, asked: int, got: int, *, room: bool) -> int:
         """Pure decision after one receive: +1 add a poller, -1 retire this one, 0 keep."""
         if got >= MAX_RECEIVE and asked >= MAX_RECEIVE and room and count < self.ceiling:
