@@ -23,6 +23,9 @@ from fanout.aws.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
 from fanout.pipeline.concurrency import AimdLimit
 
 T = TypeVar("T")
+# Bytes of batches one queue's sends may hold at once (see _Sends._slot_free): 8 x 1 MiB, what
+# the fixed concurrency of 8 allowed with the biggest messages.
+MAX_SEND_BYTES_IN_FLIGHT = 8 * MAX_MESSAGE_BYTES
 log = logging.getLogger(__name__)
 
 
@@ -119,6 +122,7 @@ class _Sends(Generic[T]):
         )
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bytes_in_flight = 0
 
     async def abort(self) -> None:
         """Cancel in-progress sends (shutdown past its deadline)."""
@@ -132,17 +136,27 @@ class _Sends(Generic[T]):
             self._timer.cancel()
             self._timer = None
 
+    @property
+    def _slot_free(self) -> bool:
+        # Calls, and bytes: each call in flight holds its encoded request (up to 1 MiB), so
+        # big bodies are bounded in memory as a fixed concurrency bounded them, whatever the
+        # limit; ~1 KB events never reach it.
+        return self.limit.free and self._bytes_in_flight < MAX_SEND_BYTES_IN_FLIGHT
+
     def _launch(self, batch: list[T]) -> None:
         self.limit.acquire()
-        task = asyncio.create_task(self._run(batch), name=f"send {self.name}")
+        nbytes = sum(self._size_of(item) for item in batch)
+        self._bytes_in_flight += nbytes
+        task = asyncio.create_task(self._run(batch, nbytes), name=f"send {self.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[T]) -> None:
+    async def _run(self, batch: list[T], nbytes: int) -> None:
         try:
             await self._send_reporting(batch)
         finally:
             self.limit.release()
+            self._bytes_in_flight -= nbytes
             self._slot_freed()
 
     def _slot_freed(self) -> None:
@@ -230,7 +244,7 @@ class Batcher(_Sends[T]):
 
     def _pump(self) -> None:
         """Launch batches while slots are free: full ones first, the partial one when due."""
-        while self.limit.free:
+        while self._slot_free:
             if self._full:
                 self._launch(self._full.popleft())
             elif self._due is not None and time.monotonic() >= self._due:
@@ -240,7 +254,7 @@ class Batcher(_Sends[T]):
                 break
         if self._due is None:
             self._cancel_timer()
-        elif self._timer is None and self.limit.free:
+        elif self._timer is None and self._slot_free:
             delay = max(0.0, self._due - time.monotonic())
             self._timer = asyncio.get_running_loop().call_later(delay, self._flush_due)
 
@@ -369,7 +383,7 @@ class GroupBatcher(_Sends[T]):
 
     def _pump(self, *, force: bool = False) -> None:
         """Launch batches while slots are free: full ones at once, partial ones when due."""
-        while self._ready and self.limit.free:
+        while self._ready and self._slot_free:
             due = force or (self._due is not None and time.monotonic() >= self._due)
             if not due and len(self._ready) < self._limits.max_entries:
                 break
@@ -377,7 +391,7 @@ class GroupBatcher(_Sends[T]):
         if not self._ready:
             self._due = None
             self._cancel_timer()
-        elif self._timer is None and self._due is not None and self.limit.free:
+        elif self._timer is None and self._due is not None and self._slot_free:
             delay = max(0.0, self._due - time.monotonic())
             self._timer = asyncio.get_running_loop().call_later(delay, self._flush_due)
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from fanout.observability.stats import Stats
-from fanout.pipeline.batching import Batcher, BatchLimits
+from fanout.pipeline.batching import MAX_SEND_BYTES_IN_FLIGHT, Batcher, BatchLimits
 from fanout.pipeline.concurrency import DECREASE, AimdLimit
 from fanout.pipeline.inflight import MIN_RESERVE_BYTES, InFlight, Received
 from fanout.pipeline.poller import Poller, Pollers
@@ -237,3 +237,37 @@ async def test_message_limit_follows_littles_law_within_the_byte_ceiling() -> No
 def test_not_adaptive_keeps_the_fixed_limits() -> None:
     inflight = InFlight(1000, 128 * 1024 * KIB, message_bytes=1024 * KIB)
     assert inflight.ceiling == 1000 and inflight.slot_bytes == 1024 * KIB
+
+
+async def test_big_batches_are_bounded_by_bytes_in_flight_not_only_by_the_limit() -> None:
+    """1 MiB entries: whatever the limit has grown to, at most 8 MiB of batches are being
+    sent at once (each call holds its encoded request); small entries are not held back."""
+    send = ThrottledSend()
+    big: Batcher[int] = Batcher(
+        "big",
+        send,
+        lambda b, e: None,
+        size_of=lambda _: MAX_SEND_BYTES_IN_FLIGHT // 8,
+        linger=0,
+        concurrency=AimdLimit(64, ceiling=64),
+        limits=BatchLimits(max_entries=1),
+    )
+    for i in range(20):
+        big.add(i)
+    await asyncio.sleep(0)
+    assert len(big._tasks) == 8
+    small: Batcher[int] = Batcher(
+        "small",
+        send,
+        lambda b, e: None,
+        size_of=lambda _: 1000,
+        linger=0,
+        concurrency=AimdLimit(64, ceiling=64),
+        limits=BatchLimits(max_entries=1),
+    )
+    for i in range(40):
+        small.add(i)
+    assert len(small._tasks) == 40
+    send.open.set()
+    await asyncio.wait_for(asyncio.gather(big.drain(), small.drain()), 5)
+    assert len(send.batches) == 60
