@@ -35,6 +35,9 @@ FIFO_SYSTEM_ATTRIBUTES = [*SYSTEM_ATTRIBUTES, "MessageGroupId", "SequenceNumber"
 # server (a 0 s short poll samples some) and costs at most one call per poller per second
 # while the queue is empty.
 DRAIN_WAIT_SECONDS = 1
+# Pollers are added only while their whole receives' reservations fit in this fraction of
+# FANOUT_MAX_IN_FLIGHT_BYTES (Pollers._room_for_another).
+RECEIVE_BUDGET_SHARE = 4
 
 
 class Poller:
@@ -244,13 +247,25 @@ class Pollers:
     def _after_receive(self, poller: Poller, asked: int, got: int) -> bool:
         if self.stopping:
             return True
-        step = self.decide(len(self), asked, got, room=not self._inflight.held)
+        step = self.decide(len(self), asked, got, room=self._room_for_another())
         if step > 0:
             self._add()
         elif step < 0:
             self._retiring.add(poller)
             self._show()
         return step >= 0
+
+    def _room_for_another(self) -> bool:
+        """In-flight room left, and for one more whole receive within a share of the budget:
+        a receive holds its response while parsing it (about twice its bodies), so with big
+        messages the pollers stay as few as before; ~1 KB messages never reach it."""
+        inflight = self._inflight
+        if inflight.held:
+            return False
+        if inflight.max_bytes is None:
+            return True
+        reserved = (len(self) + 1) * MAX_RECEIVE * inflight.slot_bytes
+        return reserved <= inflight.max_bytes // RECEIVE_BUDGET_SHARE
 
     def _add(self) -> None:
         poller = self._make()

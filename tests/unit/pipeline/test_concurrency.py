@@ -271,3 +271,20 @@ async def test_big_batches_are_bounded_by_bytes_in_flight_not_only_by_the_limit(
     send.open.set()
     await asyncio.wait_for(asyncio.gather(big.drain(), small.drain()), 5)
     assert len(send.batches) == 60
+
+
+async def test_pollers_are_not_added_past_a_quarter_of_the_budget_in_whole_receives() -> None:
+    """Big messages: a receive parses up to 10 of them at once, so pollers stay few; small ones
+    are not held back. 32 MiB budget: a quarter is 8 MiB."""
+
+    async def pool_after(body_bytes: int) -> Pollers:
+        inflight = InFlight(1000, 32 * 1024 * KIB, message_bytes=1024 * KIB, adaptive=True)
+        granted = await inflight.reserve(10)
+        inflight.admit(Received("m", "rh", "x" * body_bytes))
+        inflight.unreserve(granted - 1)
+        pool = pollers()
+        pool._inflight = inflight
+        return pool
+
+    assert not (await pool_after(900 * KIB))._room_for_another()  # 10 x 1 MiB slots > 8 MiB
+    assert (await pool_after(1000))._room_for_another()  # 10 x 16 KiB slots
