@@ -168,8 +168,9 @@ async def test_a_throttled_target_lowers_its_own_concurrency_and_its_batches_fil
     for other in ("agents", "all"):
         assert min(samples[other]) >= 8, f"{other} lost concurrency to voice's throttle"
     after = [n for _, n, ok in calls if ok]
-    assert max(after) == 10  # copies that waited out the throttle went out in full batches
-    assert sum(after[:3]) >= 20, after[:10]
+    # The calls out when the throttle began retry their small batches; the ~130 copies that
+    # arrived meanwhile waited in the buffer and went out in full batches.
+    assert after.count(10) >= 5, after
 
 
 async def test_fifo_order_holds_while_concurrency_changes(harness: Harness) -> None:
