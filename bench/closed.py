@@ -399,7 +399,8 @@ async def closed_loop(
     if system in FANOUT_SYSTEMS:
         processed = int(summary["processed"])
         calls = observed.calls if observed.calls is not None else summary["sqs_calls"]
-        extra = {k: summary[k] for k in ("dlq_total", "errors", "retries", "released")}
+        keys = ("dlq_total", "errors", "retries", "released", "peak_pollers", "peak_concurrency")
+        extra = {k: summary.get(k) for k in keys}
     else:
         processed = int(summary["processed"])
         calls = observed.calls if observed.calls is not None else summary["calls"]

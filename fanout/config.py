@@ -56,7 +56,20 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=60, description="How often --watch-rules looks at the file."
     )
 
-    pollers: int = Field(default=4, ge=1, le=256, description="Concurrent ReceiveMessage loops.")
+    pollers: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Concurrent ReceiveMessage loops at least (the floor: an idle queue costs "
+        "their long polls); full receives add pollers up to FANOUT_MAX_POLLERS.",
+    )
+    max_pollers: int = Field(
+        default=32,
+        ge=1,
+        le=256,
+        description="Concurrent ReceiveMessage loops at most, while receives come back full "
+        "and in-flight room is left (at least FANOUT_POLLERS).",
+    )
     workers: int = Field(
         default=4,
         ge=1,
@@ -69,7 +82,9 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         default=1000,
         ge=10,
-        description="Received-but-not-deleted messages at most; pollers pause at this level.",
+        description="Received-but-not-deleted messages at first: the limit follows Little's "
+        "law (twice rate x time in flight) from here up to FANOUT_MAX_IN_FLIGHT_BYTES / 16 KiB; "
+        "pollers pause at it.",
     )
     max_in_flight_bytes: int = Field(
         default=128 * 1024 * 1024,
@@ -96,7 +111,11 @@ class Settings(BaseSettings):
         description="Max wait to fill a DeleteMessageBatch (not on any event's latency path).",
     )
     send_concurrency: int = Field(
-        default=8, ge=1, le=256, description="Concurrent SendMessageBatch calls per target."
+        default=8,
+        ge=1,
+        le=256,
+        description="Concurrent SendMessageBatch calls per target (and DeleteMessageBatch calls) "
+        "at first: each queue's limit then adapts (AIMD) up to FANOUT_MAX_POOL_CONNECTIONS.",
     )
     retry_max_attempts: int = Field(
         default=6, ge=1, le=100, description="Attempts per SQS call before giving up."

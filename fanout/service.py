@@ -34,6 +34,7 @@ from fanout.observability.health import HealthServer, not_ready_reason
 from fanout.observability.stats import Stats
 from fanout.observability.telemetry import (
     Telemetry,
+    observe_concurrency,
     observe_inflight_limits,
     observe_readiness,
     observe_stats,
@@ -41,7 +42,7 @@ from fanout.observability.telemetry import (
 from fanout.pipeline.acker import Acker
 from fanout.pipeline.dlq import DeadLetters
 from fanout.pipeline.inflight import InFlight, Received
-from fanout.pipeline.poller import Poller
+from fanout.pipeline.poller import Poller, Pollers
 from fanout.pipeline.routing import Routing
 from fanout.pipeline.sender import QueueSender, SenderFactory
 from fanout.pipeline.settle import Settler
@@ -110,8 +111,10 @@ class Service:
             settings.max_in_flight,
             settings.max_in_flight_bytes,
             message_bytes=(queue_limits or {}).get(settings.source_queue_url, MAX_MESSAGE_BYTES),
+            adaptive=True,
         )
-        self.work: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.max_in_flight)
+        # Unbounded: InFlight bounds it (its limit adapts, so no fixed maxsize can).
+        self.work: asyncio.Queue[Received] = asyncio.Queue()
         self.stop = asyncio.Event()
         # Every long-lived task runs under it: a crash is logged, counted and restarted.
         self.tasks = TaskSupervisor(self.stats, self.stop)
@@ -128,6 +131,8 @@ class Service:
             visibility_timeout=settings.visibility_timeout_seconds,
             telemetry=telemetry,
             retry_budget=settings.retry_max_seconds,
+            concurrency=settings.send_concurrency,
+            max_concurrency=settings.max_pool_connections,
         )
         # One per process: while SQS refuses the credentials, every sender's calls take turns.
         self.outage = CredentialOutage(
@@ -153,6 +158,7 @@ class Service:
             telemetry=telemetry,
             max_pending=settings.target_max_pending,
             outage=self.outage,
+            max_concurrency=settings.max_pool_connections,
         )
         self.dead_letters = DeadLetters(settings.dlq_url, self._senders, self.acker, self.stats)
         self.settler = Settler(self.acker, self.dead_letters, self.stats, telemetry)
@@ -169,10 +175,11 @@ class Service:
             watch=settings.watch_rules,
             interval=settings.rules_watch_interval_seconds,
         )
-        self.pollers = [
-            Poller(
+        source_url = settings.source_queue_url
+        self.pollers = Pollers(
+            lambda: Poller(
                 client,
-                settings.source_queue_url,
+                source_url,
                 self.work,
                 self.inflight,
                 self.stats,
@@ -182,9 +189,12 @@ class Service:
                 rng=rng,
                 telemetry=telemetry,
                 gate=self.outage,
-            )
-            for _ in range(settings.pollers)
-        ]
+            ),
+            self.inflight,
+            self.stats,
+            floor=settings.pollers,
+            ceiling=settings.max_pollers,
+        )
         source_name = queue_name(settings.source_queue_url)
         self.workers = [
             Worker(self.routing, self.settler, self.stats, telemetry, source_name)
@@ -201,6 +211,7 @@ class Service:
             target_queues=self._target_queues,
             dlq_queue=queue_name(settings.dlq_url) if settings.dlq_url else None,
         )
+        observe_concurrency(telemetry.meter, self.stats, source=source_name)
         observe_inflight_limits(
             telemetry.meter,
             lambda: self.inflight.max_in_flight,
@@ -235,11 +246,12 @@ class Service:
         seconds; then shut down gracefully and return the counters."""
         s = self.settings
         log.info(
-            "fanout started: %d rules, %d targets, %d pollers, %d workers, max %d in flight "
+            "fanout started: %d rules, %d targets, %d-%d pollers, %d workers, max %d in flight "
             "and %.0f MiB of bodies",
             len(self.rules.rules),
             len(self.rules.targets),
             s.pollers,
+            max(s.pollers, s.max_pollers),
             s.workers,
             s.max_in_flight,
             s.max_in_flight_bytes / 2**20,
@@ -262,13 +274,12 @@ class Service:
         if self.health is not None:
             assert s.http_port is not None
             await self.health.start(s.http_host, s.http_port, s.http_socket_fd)
-        for poller in self.pollers:
-            # Drain mode: short polls, so the exit never waits out a long poll.
-            poller.drain = exit_when_idle is not None
+        # Drain mode: short polls, so the exit never waits out a long poll.
+        self.pollers.drain = exit_when_idle is not None
         tasks = self.tasks
         heartbeat = tasks.spawn("visibility heartbeat", self.acker.heartbeat)
         reloader = tasks.spawn("rules reload", self.reloader.run)
-        pollers = [tasks.spawn("poller", p.run) for p in self.pollers]
+        pollers = tasks.spawn("pollers", self.pollers.run)
         workers = [tasks.spawn("worker", functools.partial(w.run, self.work)) for w in self.workers]
         idle = (
             tasks.spawn("idle watch", functools.partial(self._watch_idle, exit_when_idle))
@@ -330,7 +341,7 @@ class Service:
                 self.stop.set()
 
     async def _shutdown(
-        self, pollers: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
+        self, pollers: asyncio.Task[None], workers: list[asyncio.Task[None]]
     ) -> None:
         """Stop receiving, finish in-flight work, delete what completed, release the rest; all
         within FANOUT_SHUTDOWN_TIMEOUT_SECONDS."""
@@ -342,14 +353,11 @@ class Service:
         # Idle pollers stop now. A receive in progress is let finish (a long poll ends within
         # FANOUT_WAIT_TIME_SECONDS) and what it brings is released below: cancelling it could
         # strand messages the server already made invisible, until their visibility timeout.
-        for poller, task in zip(self.pollers, pollers, strict=True):
-            poller.stopping = True
-            if not poller.receiving:
-                task.cancel()
-        await asyncio.wait(pollers, timeout=max(0.0, self._left(deadline) - reserve))
-        for task in [*pollers, *workers]:
+        self.pollers.stop()
+        await asyncio.wait([pollers], timeout=max(0.0, self._left(deadline) - reserve))
+        for task in [pollers, *workers]:
             task.cancel()
-        await asyncio.gather(*pollers, *workers, return_exceptions=True)
+        await asyncio.gather(pollers, *workers, return_exceptions=True)
         # Received but never processed: visible again now, not after the visibility timeout.
         while not self.work.empty():
             self.acker.release(self.work.get_nowait())

@@ -168,6 +168,8 @@ def progress_line(stats: Stats, inflight: int, downstream: Downstream) -> Text:
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(f"{rate:6.1f} events/s", style="bold")
     line.append(f"  received {stats.received}  in flight {inflight:3d}  ")
+    sends = [n for t, n in stats.concurrency.items() if t != "delete"]
+    line.append(f"pollers {stats.pollers}  sends <= {max(sends, default=0)}  ", style="dim")
     for name, count in sorted(stats.per_target.items()):
         line.append(f"{name} {count}  ", style="green")
     line.append(f"unmatched {stats.unmatched}  ", style="dim")

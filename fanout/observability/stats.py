@@ -37,6 +37,13 @@ class Stats:
     peak_in_flight_bytes: int = 0  # set at the end of a run (InFlight.peak_bytes)
     task_crashes: Counter[str] = field(default_factory=Counter)  # by task name
     crash_loop: str | None = None  # the task whose crash loop stopped the run (exit 1)
+    # Adaptive concurrency (pipeline.poller.Pollers, pipeline.concurrency.AimdLimit): the
+    # pollers running now and at most; each queue's limit on calls in flight (a target's name,
+    # ``dlq``, ``delete``) now and at most.
+    pollers: int = 0
+    peak_pollers: int = 0
+    concurrency: dict[str, int] = field(default_factory=dict)
+    peak_concurrency: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: ErrorKind, code: str | None = None) -> None:
         """Count one error under its summary key (``send:ThrottlingException``)."""
@@ -72,6 +79,8 @@ class Stats:
             "peak_in_flight_bytes": self.peak_in_flight_bytes,
             "task_crashes": dict(sorted(self.task_crashes.items())),
             "crash_loop": self.crash_loop,
+            "peak_pollers": self.peak_pollers,
+            "peak_concurrency": dict(sorted(self.peak_concurrency.items())),
         }
 
 
@@ -122,6 +131,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"  released {summary['released']}, left for redelivery {summary['abandoned']}, "
         f"expired receipts {summary['expired_receipts']}",
         f"  SQS calls    {counts(summary['sqs_calls'])}",
+        f"  concurrency  pollers at most {summary.get('peak_pollers', 0)}; calls in flight at "
+        f"most {counts(summary.get('peak_concurrency', {}))}",
     ]
     if summary.get("task_crashes"):
         loop = (

@@ -497,6 +497,48 @@ def observe_stats(
         )
 
 
+def observe_concurrency(
+    meter: Meter,
+    stats: Stats,
+    *,
+    source: str,
+) -> None:
+    """Gauges of the adaptive concurrency: pollers, each queue's calls-in-flight limit (targets
+    and ``dlq`` by ``fanout.target``; deletes); the in-flight limits are in
+    ``observe_inflight_limits``."""
+    source_attributes = {"messaging.system": SYSTEM, "messaging.destination.name": source}
+
+    def gauge(
+        name: str, unit: str, description: str, read: Callable[[], Iterable[Observation]]
+    ) -> None:
+        meter.create_observable_gauge(
+            name, callbacks=[lambda _: read()], unit=unit, description=description
+        )
+
+    gauge(
+        "fanout.pollers",
+        "{poller}",
+        "ReceiveMessage loops running (FANOUT_POLLERS to FANOUT_MAX_POLLERS)",
+        lambda: [Observation(stats.pollers, source_attributes)],
+    )
+    gauge(
+        "fanout.send.concurrency",
+        "{call}",
+        "SendMessageBatch calls allowed in flight, per target (the DLQ as dlq)",
+        lambda: [
+            Observation(n, {"fanout.target": t})
+            for t, n in dict(stats.concurrency).items()
+            if t != "delete"
+        ],
+    )
+    gauge(
+        "fanout.delete.concurrency",
+        "{call}",
+        "DeleteMessageBatch calls allowed in flight",
+        lambda: [Observation(stats.concurrency.get("delete", 0), source_attributes)],
+    )
+
+
 def observe_inflight_limits(
     meter: Meter,
     limit: Callable[[], int],
@@ -518,7 +560,7 @@ def observe_inflight_limits(
         "fanout.inflight.limit",
         callbacks=[lambda _: [Observation(limit(), attributes)]],
         unit="{message}",
-        description="Most messages in flight (FANOUT_MAX_IN_FLIGHT)",
+        description="Messages allowed in flight now (Little's law, from FANOUT_MAX_IN_FLIGHT up)",
     )
     meter.create_observable_gauge(
         "fanout.inflight.bytes.limit",

@@ -20,6 +20,7 @@ from fanout.observability.stats import Stats
 from fanout.observability.telemetry import SYSTEM, CallObserver, Telemetry, link_to
 from fanout.outcomes import ErrorKind
 from fanout.pipeline.batching import Batcher
+from fanout.pipeline.concurrency import AimdLimit
 from fanout.pipeline.inflight import InFlight, Received
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class Acker:
             of it, for at most MAX_HOLD_TIMEOUTS of it (or the retry budget plus two).
         retry_budget: FANOUT_RETRY_MAX_SECONDS: messages are held at least that long.
         telemetry: ``settle <source>`` spans and call metrics.
+        concurrency, max_concurrency: DeleteMessageBatch calls in flight at first and at most
+            (an AimdLimit, shown as ``delete``; visibility changes keep ``concurrency``).
     """
 
     def __init__(
@@ -70,6 +73,8 @@ class Acker:
         visibility_timeout: int,
         telemetry: Telemetry | None = None,
         retry_budget: float = 0.0,
+        concurrency: int = 8,
+        max_concurrency: int | None = None,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
@@ -85,12 +90,19 @@ class Acker:
         self.max_hold = max(
             visibility_timeout * MAX_HOLD_TIMEOUTS, retry_budget + 2 * visibility_timeout
         )
+        self.delete_limit = AimdLimit(
+            concurrency,
+            ceiling=max_concurrency if max_concurrency is not None else concurrency,
+            name="delete",
+            stats=stats,
+        )
         self._deletes: Batcher[Received] = Batcher(
             "delete",
             self._send_deletes,
             lambda batch, exc: fail_all(batch, exc, self._delete_settled),
             size_of=lambda m: len(m.receipt_handle),
             linger=linger,
+            concurrency=self.delete_limit,
         )
         self._visibility: Batcher[_Visibility] = Batcher(
             "visibility",
@@ -98,6 +110,7 @@ class Acker:
             lambda batch, exc: fail_all(batch, exc, self._visibility_settled),
             size_of=lambda v: len(v.message.receipt_handle),
             linger=0.0,
+            concurrency=concurrency,
         )
 
     # --- public API --------------------------------------------------------------------
@@ -199,6 +212,7 @@ class Acker:
                 observer=CallObserver(
                     span, self._telemetry.instruments, "DeleteMessageBatch", self._queue
                 ),
+                on_attempt=lambda f: self.delete_limit.record(f is not None and f.retryable),
             )
 
     async def _send_visibility(self, batch: list[_Visibility]) -> None:

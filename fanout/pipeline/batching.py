@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from fanout.aws.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
+from fanout.pipeline.concurrency import AimdLimit
 
 T = TypeVar("T")
+# Bytes of batches one queue's sends may hold at once (see _Sends._slot_free): 8 x 1 MiB, what
+# the fixed concurrency of 8 allowed with the biggest messages.
+MAX_SEND_BYTES_IN_FLIGHT = 8 * MAX_MESSAGE_BYTES
 log = logging.getLogger(__name__)
 
 
@@ -92,8 +96,11 @@ def pack(items: Iterable[tuple[T, int]], limits: BatchLimits = BatchLimits()) ->
 
 
 class _Sends(Generic[T]):
-    """What both batchers share: a queue's send tasks in flight, the linger timer, and the
-    guard that reports a batch whose ``send`` raised (so no entry is left unreported)."""
+    """What both batchers share: a queue's send tasks in flight, their concurrency limit, the
+    linger timer, and the guard that reports a batch whose ``send`` raised (so no entry is left
+    unreported). A batch is taken only when the limit has a free slot: entries wait in the
+    buffer meanwhile, so batches fill while the queue is slow or throttled, and the tasks are
+    never more than the limit."""
 
     def __init__(
         self,
@@ -103,14 +110,19 @@ class _Sends(Generic[T]):
         *,
         size_of: Callable[[T], int],
         linger: float,
+        concurrency: int | AimdLimit,
     ) -> None:
         self.name = name
         self._send = send
         self._on_send_error = on_send_error
         self._size_of = size_of
         self._linger = linger
+        self.limit = (
+            concurrency if isinstance(concurrency, AimdLimit) else AimdLimit.fixed(concurrency)
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bytes_in_flight = 0
 
     async def abort(self) -> None:
         """Cancel in-progress sends (shutdown past its deadline)."""
@@ -124,13 +136,31 @@ class _Sends(Generic[T]):
             self._timer.cancel()
             self._timer = None
 
+    @property
+    def _slot_free(self) -> bool:
+        # Calls, and bytes: each call in flight holds its encoded request (up to 1 MiB), so
+        # big bodies are bounded in memory as a fixed concurrency bounded them, whatever the
+        # limit; ~1 KB events never reach it.
+        return self.limit.free and self._bytes_in_flight < MAX_SEND_BYTES_IN_FLIGHT
+
     def _launch(self, batch: list[T]) -> None:
-        task = asyncio.create_task(self._run(batch), name=f"send {self.name}")
+        self.limit.acquire()
+        nbytes = sum(self._size_of(item) for item in batch)
+        self._bytes_in_flight += nbytes
+        task = asyncio.create_task(self._run(batch, nbytes), name=f"send {self.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[T]) -> None:
-        await self._send_reporting(batch)
+    async def _run(self, batch: list[T], nbytes: int) -> None:
+        try:
+            await self._send_reporting(batch)
+        finally:
+            self.limit.release()
+            self._bytes_in_flight -= nbytes
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        """A send ended: what waits for a slot may go."""
 
     async def _send_reporting(self, batch: list[T]) -> None:
         try:
@@ -146,7 +176,8 @@ class Batcher(_Sends[T]):
     """Async micro-batcher: ``add`` never blocks; full or lingering batches are sent by tasks.
 
     Owns the buffer of one queue's pending entries, its linger timer, and the send tasks in
-    flight (at most ``concurrency`` at once).
+    flight (at most ``concurrency`` at once). Full batches wait in order for a free slot; a
+    partial batch goes once its linger has run and a slot is free (it keeps filling until then).
 
     Parameters:
         name: the queue's name, for task names and logs.
@@ -155,7 +186,7 @@ class Batcher(_Sends[T]):
             unreported (``aws.batch.fail_all``).
         size_of: an entry's size in bytes, against ``limits.max_bytes``.
         linger: seconds a partial batch waits for more entries.
-        concurrency: sends in flight at once.
+        concurrency: sends in flight at once: a number (fixed) or an ``AimdLimit``.
         limits: entries and bytes per batch (SQS's by default).
     """
 
@@ -167,46 +198,73 @@ class Batcher(_Sends[T]):
         *,
         size_of: Callable[[T], int],
         linger: float,
-        concurrency: int = 8,
+        concurrency: int | AimdLimit = 8,
         limits: BatchLimits = BatchLimits(),
     ) -> None:
-        super().__init__(name, send, on_send_error, size_of=size_of, linger=linger)
+        super().__init__(
+            name, send, on_send_error, size_of=size_of, linger=linger, concurrency=concurrency
+        )
         self._buffer: BatchBuffer[T] = BatchBuffer(limits)
-        self._slots = asyncio.Semaphore(concurrency)
+        self._full: deque[list[T]] = deque()  # sealed batches waiting for a slot, oldest first
+        self._due: float | None = None  # when the partial batch's linger runs out
 
     @property
     def busy(self) -> bool:
-        return bool(self._tasks) or len(self._buffer) > 0
+        return bool(self._tasks) or bool(self._full) or len(self._buffer) > 0
+
+    @property
+    def waiting(self) -> int:
+        """Batches (full, plus a partial one) waiting for a slot or their linger."""
+        return len(self._full) + (1 if len(self._buffer) else 0)
 
     def add(self, item: T) -> None:
-        for batch in self._buffer.add(item, self._size_of(item)):
-            self._launch(batch)
-        if not len(self._buffer):
-            self._cancel_timer()
-        elif self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._linger, self._flush_due)
+        sealed = self._buffer.add(item, self._size_of(item))
+        if sealed:
+            self._full.extend(sealed)
+        if len(self._buffer) and self._due is None:
+            self._due = time.monotonic() + self._linger
+        elif not len(self._buffer):
+            self._due = None
+        self._pump()
 
     def flush_now(self) -> None:
-        """Send whatever is buffered without waiting for the linger time."""
-        self._cancel_timer()
+        """Send whatever is buffered without waiting for the linger time (as slots free)."""
         if len(self._buffer):
-            self._launch(self._buffer.take())
+            self._due = time.monotonic()
+        self._pump()
 
     async def drain(self) -> None:
-        """Flush and wait until every batch sent so far has been settled."""
-        self.flush_now()
-        while self._tasks:
+        """Flush and wait until every batch added so far has been settled."""
+        while self.busy:
+            self.flush_now()
+            if not self._tasks:  # nothing in flight to free a slot (cannot happen; never spin)
+                log.error("%s: %d batches stuck at drain", self.name, self.waiting)
+                return
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _pump(self) -> None:
+        """Launch batches while slots are free: full ones first, the partial one when due."""
+        while self._slot_free:
+            if self._full:
+                self._launch(self._full.popleft())
+            elif self._due is not None and time.monotonic() >= self._due:
+                self._due = None
+                self._launch(self._buffer.take())
+            else:
+                break
+        if self._due is None:
+            self._cancel_timer()
+        elif self._timer is None and self._slot_free:
+            delay = max(0.0, self._due - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._flush_due)
 
     def _flush_due(self) -> None:
         self._timer = None
-        if len(self._buffer):
-            self._launch(self._buffer.take())
+        self._pump()
 
-    async def _run(self, batch: list[T]) -> None:
-        async with self._slots:
-            await self._send_reporting(batch)
+    def _slot_freed(self) -> None:
+        if self._full or self._due is not None:
+            self._pump()
 
 
 class GroupBatcher(_Sends[T]):
@@ -220,8 +278,9 @@ class GroupBatcher(_Sends[T]):
     * a batch holds **at most one entry per group** (the group's oldest unsettled entry);
     * a group has **at most one entry in flight**: its next entry is only taken once the
       current one is settled (accepted, or failed for good after its retries);
-    * other groups keep flowing meanwhile: up to ``concurrency`` batches of distinct groups
-      are in flight, and a group held by a retrying entry holds only itself.
+    * other groups keep flowing meanwhile: up to ``concurrency`` (a number or an
+      ``AimdLimit``) batches of distinct groups are in flight, and a group held by a retrying
+      entry holds only itself.
 
     A failed-for-good entry releases its group (dead-letter and continue, as SQS's own FIFO
     redrive does): the caller counts that gap. The cost: one group alone moves one entry per
@@ -244,12 +303,13 @@ class GroupBatcher(_Sends[T]):
         size_of: Callable[[T], int],
         group_of: Callable[[T], str],
         linger: float,
-        concurrency: int = 8,
+        concurrency: int | AimdLimit = 8,
         limits: BatchLimits = BatchLimits(),
     ) -> None:
-        super().__init__(name, send, on_send_error, size_of=size_of, linger=linger)
+        super().__init__(
+            name, send, on_send_error, size_of=size_of, linger=linger, concurrency=concurrency
+        )
         self._group_of = group_of
-        self._concurrency = concurrency
         self._limits = limits
         # Unsettled entries per group, oldest first; the head is in flight when the group is
         # not in ``_ready``. Empty groups are dropped (1,000s of conversations come and go).
@@ -257,7 +317,6 @@ class GroupBatcher(_Sends[T]):
         self._ready: dict[str, None] = {}  # groups whose head may go now, oldest first
         self._due: float | None = None  # when the oldest ready head's linger runs out
         self._pump_soon = False
-        self._running = 0
 
     @property
     def busy(self) -> bool:
@@ -324,7 +383,7 @@ class GroupBatcher(_Sends[T]):
 
     def _pump(self, *, force: bool = False) -> None:
         """Launch batches while slots are free: full ones at once, partial ones when due."""
-        while self._ready and self._running < self._concurrency:
+        while self._ready and self._slot_free:
             due = force or (self._due is not None and time.monotonic() >= self._due)
             if not due and len(self._ready) < self._limits.max_entries:
                 break
@@ -332,7 +391,7 @@ class GroupBatcher(_Sends[T]):
         if not self._ready:
             self._due = None
             self._cancel_timer()
-        elif self._timer is None and self._due is not None and self._running < self._concurrency:
+        elif self._timer is None and self._due is not None and self._slot_free:
             delay = max(0.0, self._due - time.monotonic())
             self._timer = asyncio.get_running_loop().call_later(delay, self._flush_due)
 
@@ -358,14 +417,6 @@ class GroupBatcher(_Sends[T]):
         self._timer = None
         self._pump()
 
-    def _launch(self, batch: list[T]) -> None:
-        self._running += 1
-        super()._launch(batch)
-
-    async def _run(self, batch: list[T]) -> None:
-        try:
-            await self._send_reporting(batch)
-        finally:
-            self._running -= 1
-            if self._ready:  # a slot is free: waiting heads go (their linger has run)
-                self._pump()
+    def _slot_freed(self) -> None:
+        if self._ready:  # a slot is free: waiting heads go (their linger has run)
+            self._pump()

@@ -7,10 +7,15 @@ backpressure that keeps memory bounded when targets slow down.
 
 Capacity is counted in messages and in body bytes (``max_bytes``, FANOUT_MAX_IN_FLIGHT_BYTES).
 The size of what a receive will return is unknown until it returns, so each reserved slot
-holds ``message_bytes`` (the source queue's MaximumMessageSize, the most one message can be)
-until its message arrives and is counted at its real size: in-flight bytes plus reservations
-never exceed the budget. One exception keeps a too-small budget from deadlocking: when nothing
-at all is in flight, one message may be received whatever its size.
+holds ``slot_bytes`` until its message arrives and is counted at its real size. Fixed
+(``adaptive`` off), that is ``message_bytes``, the source queue's MaximumMessageSize: in-flight
+bytes plus reservations never exceed the budget, but with 1 MiB queues a 128 MiB budget lets
+only 12 receives be out at once, whatever the real sizes. Adaptive (the service), it is twice
+the recent largest message (at least MIN_RESERVE_BYTES): only a message more than twice the
+recent largest can take the bytes past the budget, by its excess, until it settles. And the
+message limit follows Little's law (``_follow_littles_law``) within the byte budget. One
+exception keeps a too-small budget from deadlocking: when nothing at all is in flight, one
+message may be received whatever its size.
 
 Receives are whole (up to 10 messages) whenever the limits allow one: while another receive
 is out (it will soon return its unused reservation), a poller waits for room for a full
@@ -35,6 +40,15 @@ from opentelemetry.trace import SpanContext
 from fanout.aws.limits import MAX_MESSAGE_BYTES
 from fanout.aws.retry import Failure
 from fanout.events import Event
+
+# Adaptive reservations: a slot holds RESERVE_FACTOR x the recent largest body, at least
+# MIN_RESERVE_BYTES (and at most MaximumMessageSize). The largest decays by LARGEST_DECAY per
+# receive, so one big message does not shrink every later receive's room for long.
+RESERVE_FACTOR = 2
+MIN_RESERVE_BYTES = 16 * 1024
+LARGEST_DECAY = 0.98
+# How often the adaptive message limit is recomputed (at a settlement).
+LIMIT_WINDOW_SECONDS = 0.5
 
 
 @dataclass(eq=False, slots=True)
@@ -109,7 +123,16 @@ class Received:
 
 
 class InFlight:
-    """Registry of in-flight messages plus the capacity pollers reserve from."""
+    """Registry of in-flight messages plus the capacity pollers reserve from.
+
+    Parameters:
+        max_in_flight: messages at most (FANOUT_MAX_IN_FLIGHT); with ``adaptive``, the
+            starting and least limit.
+        max_bytes: body bytes at most (FANOUT_MAX_IN_FLIGHT_BYTES); None: messages only.
+        message_bytes: the most one message can be (the source's MaximumMessageSize).
+        adaptive: reserve by the recent largest message, and let the message limit follow
+            Little's law up to ``max_bytes // MIN_RESERVE_BYTES`` (see the module docstring).
+    """
 
     def __init__(
         self,
@@ -117,21 +140,45 @@ class InFlight:
         max_bytes: int | None = None,
         *,
         message_bytes: int = MAX_MESSAGE_BYTES,
+        adaptive: bool = False,
     ) -> None:
         self.max_in_flight = max_in_flight
+        self.min_in_flight = max_in_flight
         self.max_bytes = max_bytes  # None: bounded in messages only
         self.message_bytes = message_bytes
+        self.adaptive = adaptive
+        # Every message counts as at least MIN_RESERVE_BYTES against the budget here: the
+        # budget, not a count tuned for one round trip, bounds memory.
+        self.ceiling = (
+            max(max_in_flight, max_bytes // MIN_RESERVE_BYTES)
+            if adaptive and max_bytes is not None
+            else max_in_flight
+        )
         self.bytes = 0  # body bytes of the tracked messages
         self.peak_bytes = 0  # the most ``bytes`` has been (tests, bench)
         self._messages: dict[str, Received] = {}
         self._reserved = 0
+        self._reserved_bytes = 0.0  # what the reserved slots hold of the budget
+        self._largest: float | None = None  # recent largest body (decays); None: none seen
         self._room = asyncio.Event()
         self.last_message_at = time.monotonic()
+        # Little's law window: settlements and their time in flight since ``_window_start``.
+        self._window_start = time.monotonic()
+        self._settled = 0
+        self._time_in_flight = 0.0
         # Readiness (observability.health): the last successful ReceiveMessage and settlement.
         self.last_receive_ok_at: float | None = None
         self.last_settled_at = time.monotonic()
         # When the last abandoned message becomes visible again (--exit-when-idle waits).
         self.abandoned_until = 0.0
+
+    @property
+    def slot_bytes(self) -> int:
+        """What one reserved slot holds of the budget until its message arrives."""
+        if not self.adaptive or self._largest is None:
+            return self.message_bytes
+        least = min(MIN_RESERVE_BYTES, self.message_bytes)
+        return int(min(self.message_bytes, max(least, RESERVE_FACTOR * self._largest)))
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -150,9 +197,10 @@ class InFlight:
 
     def _grantable(self, most: int) -> int:
         granted = min(most, self.free)
+        slot = self.slot_bytes
         if granted > 0 and self.max_bytes is not None:
-            room = self.max_bytes - self.bytes - self._reserved * self.message_bytes
-            by_bytes = room // self.message_bytes if self.message_bytes > 0 else granted
+            room = int(self.max_bytes - self.bytes - self._reserved_bytes)
+            by_bytes = room // slot if slot > 0 else granted
             if by_bytes <= 0:
                 # A budget smaller than one message must not deadlock: alone, one may come in.
                 return 1 if not self._messages and not self._reserved else 0
@@ -168,7 +216,7 @@ class InFlight:
         """Whether the limits can ever hold ``count`` more messages at once."""
         if count > self.max_in_flight:
             return False
-        return self.max_bytes is None or count * self.message_bytes <= self.max_bytes
+        return self.max_bytes is None or count * self.slot_bytes <= self.max_bytes
 
     async def reserve(self, most: int) -> int:
         """Wait until there is room, then reserve up to ``most`` slots; returns how many."""
@@ -177,25 +225,57 @@ class InFlight:
             await self._room.wait()
         # No await between the check and the update: reservations cannot overshoot.
         self._reserved += granted
+        self._reserved_bytes += granted * self.slot_bytes
         return granted
+
+    def _release_slots(self, count: int) -> None:
+        if count <= 0:
+            return
+        if self._reserved <= count:
+            self._reserved_bytes = 0.0
+        else:  # slots reserved at different estimates: each gives back the average
+            self._reserved_bytes -= self._reserved_bytes * count / self._reserved
+        self._reserved -= count
 
     def admit(self, message: Received) -> None:
         """Turn one reserved slot into a tracked message, counted at its real size."""
-        self._reserved -= 1
+        self._release_slots(1)
         self._messages[message.receipt_handle] = message
-        self.bytes += message.size
+        size = message.size
+        if self._largest is None or size > self._largest:
+            self._largest = float(size)
+        self.bytes += size
         self.peak_bytes = max(self.peak_bytes, self.bytes)
         self.last_message_at = time.monotonic()
 
     def unreserve(self, count: int) -> None:
         """A receive is over: ``count`` reserved slots went unused. Always wakes the waiting
         pollers: the messages it did return now count at their real size, not the largest."""
-        self._reserved -= count
+        self._release_slots(count)
+        if self._largest is not None:
+            self._largest *= LARGEST_DECAY
         self._room.set()
 
     def remove(self, message: Received) -> None:
         """The message is settled (deleted, released or abandoned): free its slot."""
         if self._messages.pop(message.receipt_handle, None) is not None:
             self.bytes -= message.size
-            self.last_settled_at = time.monotonic()
+            now = self.last_settled_at = time.monotonic()
+            if self.adaptive:
+                self._settled += 1
+                self._time_in_flight += now - message.received_at
+                if now - self._window_start >= LIMIT_WINDOW_SECONDS:
+                    self._follow_littles_law(now)
             self._room.set()
+
+    def _follow_littles_law(self, now: float) -> None:
+        """Messages in flight = rate x time in flight (Little's law): the limit is twice what
+        the last window needed, within [FANOUT_MAX_IN_FLIGHT, the byte budget's ceiling]. A
+        limit that binds shows as a need close to it: it doubles each window until something
+        else (a target, the CPU) is the limit."""
+        rate = self._settled / (now - self._window_start)
+        needed = rate * (self._time_in_flight / self._settled)
+        self.max_in_flight = int(min(self.ceiling, max(self.min_in_flight, 2 * needed)))
+        self._window_start = now
+        self._settled = 0
+        self._time_in_flight = 0.0

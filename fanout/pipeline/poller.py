@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import SpanKind, StatusCode
@@ -35,6 +36,9 @@ FIFO_SYSTEM_ATTRIBUTES = [*SYSTEM_ATTRIBUTES, "MessageGroupId", "SequenceNumber"
 # server (a 0 s short poll samples some) and costs at most one call per poller per second
 # while the queue is empty.
 DRAIN_WAIT_SECONDS = 1
+# Pollers are added only while their whole receives' reservations fit in this fraction of
+# FANOUT_MAX_IN_FLIGHT_BYTES (Pollers._room_for_another).
+RECEIVE_BUDGET_SHARE = 4
 
 
 class Poller:
@@ -105,6 +109,9 @@ class Poller:
             "messaging.destination.name": name,
         }
         self.stopping = False
+        # Told after each receive how many messages it asked for and got; returns False when
+        # this poller should retire (``Pollers``). None: poll until stopped.
+        self.after_receive: Callable[[Poller, int, int], bool] | None = None
         # True while a ReceiveMessage call is out: cancelling it could strand messages SQS
         # already handed over (invisible until their timeout), so shutdown lets it finish.
         self.receiving = False
@@ -125,6 +132,7 @@ class Poller:
                 self._span_name, SpanKind.CLIENT, self._span_attributes.copy
             )
             started = time.perf_counter()
+            ok = False
             try:
                 self._stats.calls["ReceiveMessage"] += 1
                 # Current during the call: the aiohttp client span nests under it.
@@ -153,6 +161,7 @@ class Poller:
                 if failures:
                     log.info("receive from the source queue recovered after %d failures", failures)
                 failures = 0
+                ok = True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -183,5 +192,131 @@ class Poller:
                 span.end()
                 self.receiving = False
                 self._inflight.unreserve(reserved - admitted)
+            if (
+                ok
+                and self.after_receive is not None
+                and not self.after_receive(self, reserved, admitted)
+            ):
+                return
             if pause:
                 await asyncio.sleep(pause)
+
+
+class Pollers:
+    """The poll stage's size: between ``floor`` and ``ceiling`` Pollers, following the queue.
+
+    As Lambda's SQS event source mapping scales: a full receive (MAX_RECEIVE messages) while
+    in-flight room is left adds a poller, up to ``ceiling`` (a backlog: more receives out at
+    once move more per round trip); an empty or partial receive retires the poller that made
+    it, down to ``floor`` (the queue is keeping up). An idle queue costs only the floor's long
+    polls. ``run`` starts the floor and returns once every poller has stopped (``stop``).
+
+    Parameters:
+        make: builds one Poller (the service's client, queue, work queue, InFlight...).
+        inflight: whether room is left (no poller is added while the pollers are held).
+        stats: the pollers running now and at most (live line, summary, gauge).
+        floor: FANOUT_POLLERS. ceiling: FANOUT_MAX_POLLERS (at least ``floor``).
+        drain: drain mode (--exit-when-idle), passed to every poller.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], Poller],
+        inflight: InFlight,
+        stats: Stats,
+        *,
+        floor: int,
+        ceiling: int,
+        drain: bool = False,
+    ) -> None:
+        self._make = make
+        self._inflight = inflight
+        self._stats = stats
+        self.floor = max(1, floor)
+        self.ceiling = max(self.floor, ceiling)
+        self.drain = drain
+        self.stopping = False
+        self._pollers: dict[asyncio.Task[None], Poller] = {}
+        # Pollers that decided to retire but whose task has not ended yet: not counted, or two
+        # retiring at once could both see the other and leave fewer than the floor.
+        self._retiring: set[Poller] = set()
+
+    def __len__(self) -> int:
+        return len(self._pollers) - len(self._retiring)
+
+    def decide(self, count: int, asked: int, got: int, *, room: bool) -> int:
+        """Pure decision after one receive: +1 add a poller, -1 retire this one, 0 keep."""
+        if got >= MAX_RECEIVE and asked >= MAX_RECEIVE and room and count < self.ceiling:
+            return 1
+        if got < asked and count > self.floor:
+            return -1
+        return 0
+
+    def _after_receive(self, poller: Poller, asked: int, got: int) -> bool:
+        if self.stopping:
+            return True
+        step = self.decide(len(self), asked, got, room=self._room_for_another())
+        if step > 0:
+            self._add()
+        elif step < 0:
+            self._retiring.add(poller)
+            self._show()
+        return step >= 0
+
+    def _room_for_another(self) -> bool:
+        """In-flight room left, and for one more whole receive within a share of the budget:
+        a receive holds its response while parsing it (about twice its bodies), so with big
+        messages the pollers stay as few as before; ~1 KB messages never reach it."""
+        inflight = self._inflight
+        if inflight.held:
+            return False
+        if inflight.max_bytes is None:
+            return True
+        reserved = (len(self) + 1) * MAX_RECEIVE * inflight.slot_bytes
+        return reserved <= inflight.max_bytes // RECEIVE_BUDGET_SHARE
+
+    def _add(self) -> None:
+        poller = self._make()
+        poller.drain = self.drain
+        poller.after_receive = self._after_receive
+        task = asyncio.create_task(poller.run(), name="poller")
+        self._pollers[task] = poller
+        task.add_done_callback(self._retired)
+        self._show()
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        poller = self._pollers.pop(task, None)
+        self._retiring.discard(poller)
+        self._show()
+
+    def _show(self) -> None:
+        self._stats.pollers = len(self)
+        self._stats.peak_pollers = max(self._stats.peak_pollers, len(self))
+
+    async def run(self) -> None:
+        """Start the floor's pollers; return when all have stopped. A poller that crashes
+        raises here (a poller retries every SQS error itself: a crash is a bug)."""
+        for _ in range(self.floor):
+            self._add()
+        try:
+            while self._pollers:
+                done, _ = await asyncio.wait(
+                    list(self._pollers), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            tasks = list(self._pollers)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        """No more receives: idle pollers stop now; one with a receive out finishes it (what
+        it brings is released by the shutdown) and then stops."""
+        self.stopping = True
+        for task, poller in list(self._pollers.items()):
+            poller.stopping = True
+            if not poller.receiving:
+                task.cancel()

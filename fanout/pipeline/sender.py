@@ -41,6 +41,7 @@ from fanout.observability.telemetry import (
 )
 from fanout.outcomes import ErrorKind
 from fanout.pipeline.batching import Batcher, GroupBatcher, message_size
+from fanout.pipeline.concurrency import AimdLimit
 from fanout.pipeline.inflight import Received
 from fanout.rules import Target
 
@@ -181,7 +182,10 @@ class QueueSender:
         backoff, rng: retry delays of failed entries and calls.
         stats: counts SQS calls and retries.
         linger: seconds a partial batch waits for more copies (FANOUT_LINGER_MS).
-        concurrency: SendMessageBatch calls in flight at once (FANOUT_SEND_CONCURRENCY).
+        concurrency: SendMessageBatch calls in flight at once: the initial limit
+            (FANOUT_SEND_CONCURRENCY), adapted by ``max_concurrency``.
+        max_concurrency: the ceiling of this queue's AimdLimit (FANOUT_MAX_POOL_CONNECTIONS);
+            None: ``concurrency`` stays fixed.
         max_message_bytes: the queue's MaximumMessageSize (read at start).
         telemetry: ``send <queue>`` spans and call metrics.
         max_pending: FANOUT_TARGET_MAX_PENDING (None: no limit, e.g. the DLQ).
@@ -205,6 +209,7 @@ class QueueSender:
         max_pending: int | None = None,
         sequenced: bool | None = None,
         outage: CredentialOutage | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         self.target = target
         self._outage = outage
@@ -228,6 +233,13 @@ class QueueSender:
         self._groups: GroupBatcher[Copy] | None = None
         if sequenced is None:
             sequenced = target.fifo is not None
+        # The limit of this queue alone: a throttled target lowers its own, not the others'.
+        self.limit = AimdLimit(
+            concurrency,
+            ceiling=max_concurrency if max_concurrency is not None else concurrency,
+            name=target.name,
+            stats=stats,
+        )
         if sequenced:
             self._groups = self.batcher = GroupBatcher(
                 target.name,
@@ -236,7 +248,7 @@ class QueueSender:
                 size_of=lambda c: c.size,
                 group_of=lambda c: str(c.entry["MessageGroupId"]),
                 linger=linger,
-                concurrency=concurrency,
+                concurrency=self.limit,
             )
         else:
             self.batcher = Batcher(
@@ -245,7 +257,7 @@ class QueueSender:
                 lambda batch, exc: fail_all(batch, exc, self._copy_settled),
                 size_of=lambda c: c.size,
                 linger=linger,
-                concurrency=concurrency,
+                concurrency=self.limit,
             )
 
     def _copy_settled(self, copy: Copy, failure: Failure | None) -> None:
@@ -270,6 +282,9 @@ class QueueSender:
     def _attempted(self, failure: Failure | None) -> None:
         if failure is not None and failure.credentials:
             return  # fanout's credentials failing say nothing about this target
+        # A throttle or a retryable failure (5xx, connection) lowers the limit; a non-retryable
+        # one says nothing about load.
+        self.limit.record(failure is not None and failure.retryable)
         if failure is None:
             self._failing_since = None
         elif self._failing_since is None:
@@ -376,6 +391,7 @@ class SenderFactory:
     telemetry: Telemetry | None = None
     max_pending: int | None = None  # FANOUT_TARGET_MAX_PENDING, targets only
     outage: CredentialOutage | None = None  # shared by every sender, the DLQ's too
+    max_concurrency: int | None = None  # FANOUT_MAX_POOL_CONNECTIONS: each limit's ceiling
 
     def __call__(
         self, target: Target, on_settled: OnSettled[Copy], *, dlq: bool = False
@@ -398,4 +414,5 @@ class SenderFactory:
             max_pending=None if dlq else self.max_pending,
             sequenced=False if dlq else None,
             outage=self.outage,
+            max_concurrency=self.max_concurrency,
         )

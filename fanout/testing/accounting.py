@@ -128,6 +128,10 @@ class Fleet:
             "retry_max_delay_ms": 300,
             "shutdown_timeout_seconds": 10,
         }
+        if self.profile == "fast":
+            # moto: concurrent receives can hand out a message twice; pollers stay at the
+            # floor (``pollers``) unless a test raises the ceiling.
+            values["max_pollers"] = 1
         values.update(overrides)
         return Settings(**values)
 
@@ -294,16 +298,20 @@ async def run_service(
     until: Callable[[], Any],
     timeout: float,
     started: Callable[[], None] | None = None,
+    stats: Stats | None = None,
     **overrides: Any,
 ) -> Stats:
     """Run a Service against ``proxy`` until the coroutine ``until()`` returns, then stop it.
-    ``started`` is called once the start-up queue check passed (e.g. to open a fault window)."""
+    ``started`` is called once the start-up queue check passed (e.g. to open a fault window);
+    ``stats``: the run's counters, to watch while it runs."""
     settings = fleet.settings(proxy.url, **overrides)
     async with create_clients(settings) as (sdk, sqs):  # data plane: FANOUT_SQS_CLIENT
         limits = await check_queues(sdk, settings, fleet.rules)
         if started is not None:
             started()
-        service = Service(settings, fleet.rules, sqs, queue_limits=limits, checks_client=sdk)
+        service = Service(
+            settings, fleet.rules, sqs, queue_limits=limits, checks_client=sdk, stats=stats
+        )
         runner = asyncio.create_task(service.run())
         try:
             async with asyncio.timeout(timeout):

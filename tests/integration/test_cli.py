@@ -182,6 +182,7 @@ async def test_drain_mode_with_original_env_names(harness: Harness, tmp_path: Pa
             "GENESYS_SOURCE_QUEUE_URL": urls["source"],
             "GENESYS_DLQ_URL": urls["dlq"],
             "FANOUT_ENDPOINT_URL": h.endpoint,
+            "FANOUT_MAX_POLLERS": "1",
         },
     )
     assert code == 0, err
@@ -215,6 +216,7 @@ async def test_sigterm_stops_gracefully(harness: Harness) -> None:
             # moto's ReceiveMessage has no lock: concurrent pollers can get a message twice
             # (at-least-once, as SQS allows); one poller keeps the delivered ids exact.
             "FANOUT_POLLERS": "1",
+            "FANOUT_MAX_POLLERS": "1",
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

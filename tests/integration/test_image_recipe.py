@@ -155,6 +155,7 @@ async def test_short_drain_against_moto(
         FANOUT_ENDPOINT_URL=h.endpoint,
         FANOUT_RULES=str(rules),
         FANOUT_POLLERS="1",
+        FANOUT_MAX_POLLERS="1",
         FANOUT_WAIT_TIME_SECONDS="1",
     )
     proc = await asyncio.create_subprocess_exec(

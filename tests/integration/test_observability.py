@@ -52,6 +52,7 @@ async def run_fanout(
             "FANOUT_RULES": str(rules),
             "FANOUT_WAIT_TIME_SECONDS": "1",
             "FANOUT_POLLERS": "1",
+            "FANOUT_MAX_POLLERS": "1",
             "FANOUT_LINGER_MS": "5",
             "FANOUT_LOG_FORMAT": "json",
             "OTEL_SERVICE_NAME": "fanout-test",
@@ -193,6 +194,14 @@ rules:
     }
     assert {"ReceiveMessage", "SendMessageBatch", "DeleteMessageBatch"} <= operations
     assert "fanout.inflight.messages" in receiver.metrics()
+    # Adaptive concurrency gauges: pollers, each queue's limit (targets and dlq), deletes.
+    gauges = receiver.metrics()
+    assert "fanout.pollers" in gauges
+    sends = {a["fanout.target"]: v for a, v in gauges["fanout.send.concurrency"]}
+    assert {"critical", "high", "dlq"} <= set(sends) and min(sends.values()) >= 1
+    assert next(v for _, v in gauges["fanout.delete.concurrency"]) >= 1
+    assert next(v for _, v in gauges["fanout.inflight.limit"]) >= 1000  # FANOUT_MAX_IN_FLIGHT
+    assert [v for _, v in gauges["fanout.inflight.bytes.limit"]] == [128 * 2**20]
 
     # No PII: not in any exported span attribute or event, not in any log line.
     exported = repr([(s.attributes, s.events, s.links) for s in spans])

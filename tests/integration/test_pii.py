@@ -60,6 +60,7 @@ rules:
             "FANOUT_RULES": str(rules),
             "FANOUT_WAIT_TIME_SECONDS": "1",
             "FANOUT_POLLERS": "1",
+            "FANOUT_MAX_POLLERS": "1",
             "FANOUT_LOG_LEVEL": "DEBUG",
             "OTEL_TRACES_EXPORTER": "console",
             "OTEL_METRICS_EXPORTER": "console",

@@ -219,6 +219,7 @@ async def test_sighup_reloads_a_running_process(harness: Harness, moto_endpoint:
         "1",
         "--linger-ms",
         "5",
+        env={**os.environ, "FANOUT_MAX_POLLERS": "1"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

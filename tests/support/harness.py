@@ -124,6 +124,7 @@ class Harness:
             # message twice (at-least-once, as SQS allows). One poller keeps counts exact;
             # tests about concurrency raise it and compare sets of ids.
             "pollers": 1,
+            "max_pollers": 1,  # no growth past ``pollers`` either (tests raise both)
             "linger_ms": 5,
             "retry_base_delay_ms": 5,
             "retry_max_delay_ms": 50,
