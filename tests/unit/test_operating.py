@@ -110,7 +110,15 @@ def test_the_dashboard_has_its_variables_and_rows() -> None:
     variables = [v["name"] for v in board["templating"]["list"]]
     assert variables == ["datasource", "namespace", "job", "instance", "fanout_process"]
     rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
-    assert rows == ["Overview", "Events", "In flight", "SQS calls", "Rules", "Processes and hosts"]
+    assert rows == [
+        "Overview",
+        "Events",
+        "In flight",
+        "SQS calls",
+        "Rules",
+        "Processes and hosts",
+        "Adaptive concurrency",
+    ]
     for panel in board["panels"]:
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${datasource}"

@@ -350,13 +350,37 @@ ROWS = [
             ),
         ],
     ),
+    (
+        "Adaptive concurrency",
+        [
+            ts(
+                "Pollers",
+                "short",
+                q(f"fanout_pollers{{{S}}}", "{{instance}} {{fanout_process}}"),
+                help="ReceiveMessage loops running: FANOUT_POLLERS (floor) to FANOUT_MAX_POLLERS",
+            ),
+            ts(
+                "Send concurrency per target",
+                "short",
+                q(
+                    f"max by (fanout_target) (fanout_send_concurrency{{{S}}})",
+                    "{{fanout_target}}",
+                ),
+                help="SendMessageBatch calls allowed in flight (AIMD: drops on throttles)",
+            ),
+            ts(
+                "Delete concurrency",
+                "short",
+                q(f"fanout_delete_concurrency{{{S}}}", "{{instance}} {{fanout_process}}"),
+                help="DeleteMessageBatch calls allowed in flight",
+            ),
+        ],
+    ),
 ]
 
 
-# A new row is one more (title, panels) entry, e.g. for the adaptive-concurrency gauges:
-#     ("Adaptive concurrency", [ts("Pollers", "short", q(f"fanout_pollers{{{S}}}",
-#       "{{instance}} {{fanout_process}}")), ...]),
-# then run this script; test_operating.py checks the names against a real run's /metrics.
+# A new row is one more (title, panels) entry; then run this script: test_operating.py checks
+# the metric names against a real run's /metrics.
 
 
 def variable(name: str, query: str, label: str) -> dashboard.QueryVariable:
