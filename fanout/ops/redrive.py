@@ -42,10 +42,17 @@ from fanout.events import InvalidEvent, parse_event
 from fanout.observability.stats import Stats
 from fanout.ops.reader import DlqReader, RateLimit, call_paced
 from fanout.ops.records import DlqRecord
-from fanout.pipeline.batching import pack
-from fanout.pipeline.dlq import dlq_target, encode_record, record_attributes
-from fanout.pipeline.inflight import Received
-from fanout.pipeline.sender import Copy, make_copies, make_copy, outgoing_attributes
+from fanout.pipeline.copies import (
+    Copy,
+    Received,
+    dlq_target,
+    encode_record,
+    make_copies,
+    make_copy,
+    outgoing_attributes,
+    pack,
+    record_attributes,
+)
 from fanout.rules.model import FifoSettings, Target
 
 if TYPE_CHECKING:
