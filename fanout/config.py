@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         "their long polls); full receives add pollers up to FANOUT_MAX_POLLERS.",
     )
     max_pollers: int = Field(
-        default=32,
+        default=64,
         ge=1,
         le=256,
         description="Concurrent ReceiveMessage loops at most, while receives come back full "
@@ -155,7 +155,10 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Bound on graceful shutdown after SIGTERM/SIGINT."
     )
     max_pool_connections: int = Field(
-        default=64, ge=1, description="HTTP connection pool size of the SQS client."
+        default=256,
+        ge=1,
+        description="HTTP connection pool size of each SQS client: the ceiling of the calls in "
+        "flight (receives, each queue's sends, deletes); at 50 ms round trips 64 capped the rate.",
     )
     sqs_client: SqsClientKind = Field(
         default="lean",

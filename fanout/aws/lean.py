@@ -189,7 +189,7 @@ class LeanSQSClient:
         credentials: CredentialSource,
         endpoints: EndpointTable,
         *,
-        max_pool_connections: int = 64,
+        max_pool_connections: int = 256,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,

@@ -14,9 +14,7 @@ are held, not abandoned, and land once it is over.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,13 +22,9 @@ import pytest
 
 from fanout.aws.urls import queue_name
 from fanout.testing.accounting import (
-    LOCALSTACK_URL,
     Fleet,
     account,
-    client,
-    localstack_up,
     make_events,
-    make_fleet,
     publish,
     run_service,
     wait_settled,
@@ -81,24 +75,6 @@ PROFILES = [
     pytest.param(FAST, id="fast"),
     pytest.param(LONG, id="long", marks=[pytest.mark.reliability, pytest.mark.timeout(900)]),
 ]
-
-
-@pytest.fixture
-async def fleet(
-    request: pytest.FixtureRequest, profile: Profile, tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    if profile is LONG:
-        if not localstack_up():
-            pytest.fail(f"LocalStack is not reachable at {LOCALSTACK_URL} (see README)")
-        endpoint = LOCALSTACK_URL
-    else:
-        endpoint = request.getfixturevalue("moto_endpoint")
-    async with client(endpoint) as sqs:
-        fleet = await make_fleet(sqs, endpoint, tmp_path, "credentials")
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
 
 
 @pytest.mark.parametrize("profile", PROFILES)

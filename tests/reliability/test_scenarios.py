@@ -19,12 +19,10 @@ import pytest
 
 from fanout.aws.urls import queue_name
 from fanout.testing.accounting import (
-    LOCALSTACK_URL,
     Fleet,
     accepted_sends,
     account,
     client,
-    localstack_up,
     make_events,
     make_fleet,
     publish,
@@ -87,24 +85,6 @@ PROFILES = [
     pytest.param(FAST, id="fast"),
     pytest.param(LONG, id="long", marks=[pytest.mark.reliability, pytest.mark.timeout(900)]),
 ]
-
-
-@pytest.fixture
-async def fleet(
-    request: pytest.FixtureRequest, profile: Profile, tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    if profile is LONG:
-        if not localstack_up():
-            pytest.fail(f"LocalStack is not reachable at {LOCALSTACK_URL} (see README)")
-        endpoint = LOCALSTACK_URL
-    else:
-        endpoint = request.getfixturevalue("moto_endpoint")
-    async with client(endpoint) as sqs:
-        fleet = await make_fleet(sqs, endpoint, tmp_path, request.node.name.split("[")[0][5:])
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def test_defaults() -> None:
     assert (s.wait_time_seconds, s.visibility_timeout_seconds) == (20, 60)
     assert s.linger_ms == 20.0 and s.linger_seconds == pytest.approx(0.02)
     assert (s.retry_max_attempts, s.retry_base_delay_ms, s.retry_max_delay_ms) == (6, 100.0, 5000.0)
-    assert (s.shutdown_timeout_seconds, s.max_pool_connections, s.log_level) == (30.0, 64, "INFO")
+    assert (s.shutdown_timeout_seconds, s.max_pool_connections, s.log_level) == (30.0, 256, "INFO")
 
 
 @pytest.mark.parametrize(
