@@ -10,7 +10,7 @@ LOCALSTACK_PORT ?= 4566
 LOCALSTACK_ENDPOINT ?= http://127.0.0.1:$(LOCALSTACK_PORT)
 export LOCALSTACK_PORT LOCALSTACK_ENDPOINT
 
-.PHONY: install run test test-image test-e2e test-reliability soak lint format clean localstack localstack-stop bench
+.PHONY: install run test test-image test-e2e test-reliability soak lint format clean localstack localstack-stop bench docs docs-serve
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanout needs Python >= 3.11 (set PYTHON=...)")'
@@ -52,15 +52,21 @@ test-reliability: $(STAMP) localstack  ## long fault, crash and SIGTERM scenario
 soak: $(STAMP) localstack  ## soak on LocalStack: RSS and task count over time (MINUTES=10)
 	$(PY) -m bench.soak --minutes $(or $(MINUTES),10) $(ARGS)
 
+docs: $(STAMP)  ## the docs site (mkdocs-material) into site/, --strict: a broken link or page fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)  ## serve the docs site on http://127.0.0.1:8000 with live reload
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
 lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) on fanout/ tests/ bench/ + mypy --strict on fanout/ + import contracts
-	$(VENV)/bin/ruff check fanout tests bench
-	$(VENV)/bin/ruff format --check fanout tests bench
+	$(VENV)/bin/ruff check fanout tests bench docs/hooks
+	$(VENV)/bin/ruff format --check fanout tests bench docs/hooks
 	$(VENV)/bin/mypy fanout
 	$(VENV)/bin/lint-imports  # layer contracts: [tool.importlinter] in pyproject.toml
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix fanout tests bench
-	$(VENV)/bin/ruff format fanout tests bench
+	$(VENV)/bin/ruff check --fix fanout tests bench docs/hooks
+	$(VENV)/bin/ruff format fanout tests bench docs/hooks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site

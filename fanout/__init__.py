@@ -1,6 +1,6 @@
 """fanout: asyncio SQS fan-out for Genesys Cloud events delivered by AWS EventBridge.
 
-The house, one subpackage per concern (the README's module table lists every module):
+The house, one subpackage per concern (docs/architecture/modules.md lists every module):
 
 - ``fanout.pipeline``: the life of a message (poll, validate+match, batch+send, settle, DLQ, ack).
 - ``fanout.aws``: SQS itself (client, batch call with retry, limits, URLs, start-up checks).

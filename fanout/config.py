@@ -44,7 +44,9 @@ class Settings(BaseSettings):
         default=None, description="SQS endpoint override (LocalStack, moto); unset for AWS."
     )
     region: str | None = Field(
-        default=None, description="AWS region; unset uses the AWS provider chain's region."
+        default=None,
+        description="AWS region; unset: the AWS provider chain's region, else the one in the "
+        "source queue URL.",
     )
     rules: Path = Field(default=Path("rules.yaml"), description="Path of the rules file.")
     watch_rules: bool = Field(
@@ -53,7 +55,11 @@ class Settings(BaseSettings):
         "SIGHUP reloads them either way.",
     )
     rules_watch_interval_seconds: float = Field(
-        default=1.0, gt=0, le=60, description="How often --watch-rules looks at the file."
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often --watch-rules looks at the file (stat); a change is applied "
+        "once it is stable for one look.",
     )
 
     pollers: int = Field(
@@ -76,24 +82,28 @@ class Settings(BaseSettings):
         le=1024,
         description="Validate+match tasks on the one event loop. Not a throughput knob: "
         "handling never awaits, so a worker handles every message already queued before it "
-        "yields and the others mostly wait (bench/results/workers.md); cores come from "
+        "yields and the others mostly wait: 1, 4 and 16 workers cost the same CPU per event "
+        "(349, 345, 336 µs on the bench stub, bench/results/workers.md). More cores: "
         "FANOUT_PROCESSES (--processes).",
     )
     max_in_flight: int = Field(
         default=1000,
         ge=10,
         description="Received-but-not-deleted messages at first: the limit follows Little's "
-        "law (twice rate x time in flight) from here up to FANOUT_MAX_IN_FLIGHT_BYTES / 16 KiB; "
-        "pollers pause at it.",
+        "law (twice rate x time in flight) from here up to FANOUT_MAX_IN_FLIGHT_BYTES / 16 KiB "
+        "(8,192 at the default); pollers pause at it.",
     )
     max_in_flight_bytes: int = Field(
         default=128 * 1024 * 1024,
         ge=1024,
         description="Body bytes of received-but-not-deleted messages at most; pollers pause "
-        "at this level. 128 MiB: peak RSS stays under 280 MiB (README: Memory).",
+        "at this level. Peak RSS stays under this budget + 150 MiB (docs: Operations, Memory).",
     )
     wait_time_seconds: int = Field(
-        default=20, ge=0, le=20, description="ReceiveMessage long-poll wait."
+        default=20,
+        ge=0,
+        le=20,
+        description="ReceiveMessage long-poll wait (--exit-when-idle waits at most 1 s).",
     )
     visibility_timeout_seconds: int = Field(
         default=60,
@@ -102,13 +112,17 @@ class Settings(BaseSettings):
         description="VisibilityTimeout asked on receive; held messages are extended at half.",
     )
     linger_ms: float = Field(
-        default=20.0, ge=0, le=10_000, description="Max wait to fill a SendMessageBatch."
+        default=20.0,
+        ge=0,
+        le=10_000,
+        description="Longest wait to fill a SendMessageBatch (adds at most this to an event's "
+        "latency).",
     )
     delete_linger_ms: float = Field(
         default=100.0,
         ge=0,
         le=10_000,
-        description="Max wait to fill a DeleteMessageBatch (not on any event's latency path).",
+        description="Longest wait to fill a DeleteMessageBatch (not on any event's latency path).",
     )
     send_concurrency: int = Field(
         default=8,
@@ -118,7 +132,11 @@ class Settings(BaseSettings):
         "at first: each queue's limit then adapts (AIMD) up to FANOUT_MAX_POOL_CONNECTIONS.",
     )
     retry_max_attempts: int = Field(
-        default=6, ge=1, le=100, description="Attempts per SQS call before giving up."
+        default=6,
+        ge=1,
+        le=100,
+        description="Attempts per batch entry before it counts as failed (for sends, with the "
+        "time budget FANOUT_RETRY_MAX_SECONDS).",
     )
     retry_max_seconds: float = Field(
         default=300.0,
@@ -146,7 +164,9 @@ class Settings(BaseSettings):
         "but every target waits for the failing one).",
     )
     retry_base_delay_ms: float = Field(
-        default=100.0, ge=0, description="First backoff ceiling (full jitter)."
+        default=100.0,
+        ge=0,
+        description="First backoff ceiling (full jitter: sleep uniform in [0, ceiling]).",
     )
     retry_max_delay_ms: float = Field(
         default=5_000.0, ge=0, description="Backoff ceiling cap (full jitter)."
@@ -182,7 +202,8 @@ class Settings(BaseSettings):
     )
     http_host: str = Field(
         default="0.0.0.0",  # noqa: S104 - probes and scrapers reach the pod/container address
-        description="Address the HTTP server binds.",
+        description="Address the HTTP server binds (probes and scrapers reach the container's "
+        "address).",
     )
     readiness_window_seconds: float = Field(
         default=60.0,

@@ -87,7 +87,7 @@ def queue_problem(exc: BaseException) -> str | None:
         if code in NON_EXISTENT_QUEUE_CODES:
             return "does not exist"
         if "AccessDenied" in code:
-            return "access denied (see README: IAM actions per queue)"
+            return "access denied (see docs/deploying/iam.md: the IAM actions per queue)"
         return None
     if isinstance(exc, (BotoCoreError, OSError)):
         return f"is unreachable: {exc}"

@@ -2,7 +2,7 @@
 
 aiobotocore spends most of a SendMessageBatch's CPU on per-call machinery (request objects,
 event hooks, model-driven serialization and parsing), several times the work itself (see
-bench/README.md's numbers). fanout's pipeline makes four calls on its data plane, always with the
+docs/performance's numbers). fanout's pipeline makes four calls on its data plane, always with the
 same shapes, so this client makes exactly those four, with the SDK's keyword arguments and
 response dicts: the pipeline cannot tell the two apart (tests/integration/test_client_contract.py
 runs one contract suite against both).
@@ -279,7 +279,7 @@ class LeanSQSClient:
         if len(body) >= EXACT_COPY_BYTES:
             # orjson over-allocates for a long string and keeps the excess while the request is
             # sent. Freed, such blocks scatter glibc's heap, which then keeps what later bodies
-            # touch: RSS grew far past FANOUT_MAX_IN_FLIGHT_BYTES (bench/README.md, "Numbers
+            # touch: RSS grew far past FANOUT_MAX_IN_FLIGHT_BYTES (docs/performance, "Numbers
             # behind code choices"). An exact copy frees the block now.
             body = bytes(memoryview(body))
         headers = {

@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 def run_async(main: Coroutine[Any, Any, T], loop: EventLoopKind = "auto") -> T:
     """Run on uvloop when it is installed (``pip install 'fanout[fast]'``) unless ``loop``
-    (FANOUT_EVENT_LOOP) says asyncio; the bench measures both (README: the lean client)."""
+    (FANOUT_EVENT_LOOP) says asyncio; the bench measures both
+    (docs/architecture/decisions.md: the lean client)."""
     if loop != "asyncio":
         try:
             import uvloop

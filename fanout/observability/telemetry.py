@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -331,6 +332,27 @@ class Instruments:
     batch_entries: Histogram
     lag: Histogram
     injection_skipped: Counter
+    # The attribute keys each of these is recorded with at its call sites (poller, worker,
+    # sender, settle, CallObserver): they are not visible here, and the generated metrics
+    # reference (docs/hooks/reference.py) lists them from this.
+    ATTRIBUTE_KEYS: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+        {
+            "messaging.client.operation.duration": (
+                "messaging.system",
+                "messaging.operation.name",
+                "messaging.destination.name",
+                "error.type",
+            ),
+            "messaging.process.duration": (
+                "messaging.system",
+                "messaging.destination.name",
+                "fanout.outcome",
+            ),
+            "fanout.batch.entries": ("messaging.system", "messaging.destination.name"),
+            "fanout.lag": (),
+            "fanout.traceparent.skipped": ("messaging.system", "messaging.destination.name"),
+        }
+    )
     # Metric attributes of each (operation, queue), built once: a call records with the same
     # dict every time instead of building one per call.
     _call_attributes: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
@@ -721,7 +743,7 @@ def _resource(env: Mapping[str, str]) -> Any:
 
 
 def setup_telemetry() -> Telemetry:
-    """Build providers from the standard OTEL_* variables (see README: Observability).
+    """Build providers from the standard OTEL_* variables (docs/observability/index.md).
 
     Always os.environ: the SDK's sampler, span processor and exporters read it themselves."""
     env = os.environ

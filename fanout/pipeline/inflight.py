@@ -22,7 +22,7 @@ is out (it will soon return its unused reservation), a poller waits for room for
 receive rather than asking for the 2 or 3 messages that fit now. Each partial receive is one
 more ReceiveMessage call for fewer messages: with large messages and a small byte budget,
 pollers asking for what fits made many more receive calls than needed (numbers in
-bench/README.md). When only messages in flight hold the room, a poller
+docs/performance). When only messages in flight hold the room, a poller
 takes what fits: those may stay for minutes (a throttled target's copies).
 """
 

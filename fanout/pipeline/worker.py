@@ -126,7 +126,7 @@ class Worker:
             handled = self._handle_traced(message)
         if message.event is not None:
             # Matched and its copies built: keep the ids, drop the parsed JSON for the time
-            # the copies are in flight (memory per in-flight byte, README "Memory").
+            # the copies are in flight (memory per in-flight byte, docs/operations/memory.md).
             message.event = message.event.routed()
         # Matches, unmatched and DLQ counts are observed from Stats (telemetry.observe_stats).
         self._instruments.process_duration.record(

@@ -272,7 +272,7 @@ def _schema_error(path: Path, raw: Any, exc: ValidationError) -> RulesError:
     loc = err["loc"]
     if not isinstance(raw, dict):
         return RulesError(
-            path, "expected a mapping with 'targets:' and 'rules:'", fix="see README, rules.yaml"
+            path, "expected a mapping with 'targets:' and 'rules:'", fix="see docs/rules/index.md"
         )
     where: str | None = None
     section = ""
@@ -299,9 +299,7 @@ def _schema_error(path: Path, raw: Any, exc: ValidationError) -> RulesError:
         )
     if err["type"] == "missing":
         return RulesError(path, f"missing key '{key}'", where=where, fix=f"add '{key}:'")
-    return RulesError(
-        path, f"{key}: {err['msg']}", where=where, fix="see 'rules.yaml reference' in README.md"
-    )
+    return RulesError(path, f"{key}: {err['msg']}", where=where, fix="see docs/rules/index.md")
 
 
 def _build_target(

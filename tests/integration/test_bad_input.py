@@ -1,7 +1,7 @@
 """Bad input: a corpus of broken bodies, each ending in the DLQ with a specific reason while the
 service keeps routing good events (moto on 127.0.0.1), plus the same corpus on the pure path.
 
-What each body produces, and why (README "What happens to a failed event"):
+What each body produces, and why (docs/operations/index.md, "What happens to a failed event"):
 
 - not JSON of any kind (empty, invalid UTF-8 or lone surrogates, a BOM, raw NUL or other
   control characters in a string, 1e400 which is no IEEE double, NaN, nesting deeper than
@@ -273,7 +273,8 @@ async def test_one_mebibyte_bodies(harness: Harness) -> None:
     """SQS (and moto) accept bodies up to 1 MiB (1,048,576 bytes) since 2025. A valid 1 MiB
     event is routed intact. An invalid one cannot be dead-lettered: its record (body plus
     reason) is larger than the DLQ accepts, so it stays in the source queue and comes back,
-    for the source queue's redrive policy (README); it is never truncated or deleted."""
+    for the source queue's redrive policy (docs/operations/index.md); it is never truncated or
+    deleted."""
     h = harness
     urls = {n: await h.queue(n) for n in ("source", "dlq", "critical", "scored", "listed")}
     settings = h.settings(urls["source"], urls["dlq"], h.rules(RULES.format(**urls)))

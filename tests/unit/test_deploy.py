@@ -5,7 +5,8 @@
   kubernetes-validate package ships them: no network), strictly (unknown fields fail);
 - the KEDA objects validate against KEDA's CRD schemas kept in deploy/kubernetes/schemas/;
 - invariants between the manifests and fanout itself (settings, probe paths, rules, grace period);
-- cfn-lint passes on both templates, and the IAM policy holds exactly README's actions.
+- cfn-lint passes on both templates, and the IAM policy holds exactly the actions
+  docs/deploying/iam.md lists.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
 CFN = ROOT / "deploy" / "cloudformation"
 RULES = ROOT / "rules.yaml"
-# The Kubernetes version the manifests are validated for (README.md, Deploying).
+# The Kubernetes version the manifests are validated for (docs/deploying/kubernetes.md).
 K8S_VERSION = "1.33"
 # kubelet's SIGKILL must come this long after fanout's own shutdown bound, at least.
 GRACE_MARGIN_SECONDS = 10
@@ -290,10 +291,10 @@ def test_cfn_lint_catches_a_broken_template(tmp_path: Path) -> None:
     assert out.returncode != 0 and "VisibilityTimeOut" in out.stdout
 
 
-def readme_security_actions() -> dict[str, set[str]]:
-    """{queue role: actions} from README.md's Security table (source, each target, DLQ)."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("| queue | actions | fanout calls |", 1)[1].split("\n\n", 1)[0]
+def documented_iam_actions() -> dict[str, set[str]]:
+    """{queue role: actions} from docs/deploying/iam.md's table (source, each target, DLQ)."""
+    page = (ROOT / "docs" / "deploying" / "iam.md").read_text()
+    table = page.split("| queue | actions | fanout calls |", 1)[1].split("\n\n", 1)[0]
     rows = {}
     for line in table.splitlines()[2:]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -301,7 +302,7 @@ def readme_security_actions() -> dict[str, set[str]]:
     return rows
 
 
-def test_the_iam_policy_holds_exactly_readme_s_actions() -> None:
+def test_the_iam_policy_holds_exactly_the_documented_actions() -> None:
     resources = template("fanout-queues.yaml")["Resources"]
     statements = resources["FanoutPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     sqs = [s for s in statements if "Sid" in s]
@@ -309,9 +310,9 @@ def test_the_iam_policy_holds_exactly_readme_s_actions() -> None:
         ("source" if s["Resource"] == {"Fn::GetAtt": ["SourceQueue", "Arn"]} else "sends"): s
         for s in sqs
     }
-    readme = readme_security_actions()
-    assert set(by_resource["source"]["Action"]) == readme["source"]
-    assert set(by_resource["sends"]["Action"]) == readme["each target"] == readme["DLQ"]
+    documented = documented_iam_actions()
+    assert set(by_resource["source"]["Action"]) == documented["source"]
+    assert set(by_resource["sends"]["Action"]) == documented["each target"] == documented["DLQ"]
     sent_to = {r["Fn::GetAtt"][0] for r in by_resource["sends"]["Resource"]}
     queues = {k for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
     # Every queue but the source and its redrive DLQ (nobody sends there but SQS itself).

@@ -4,7 +4,8 @@
 - every PromQL expression (dashboard queries, alert expressions) parses (promql-parser);
 - every metric they name is served on /metrics by a real `fanout run --local --processes 2`;
 - `promtool check rules` and `promtool test rules` (each alert fires and resolves);
-- every alert has a summary, a description and a runbook_url that is a README heading.
+- every alert has a summary, a description and a runbook_url that is a heading of the docs'
+  alerts page.
 The kustomize overlay with the PrometheusRule renders and validates in test_deploy.py.
 """
 
@@ -37,7 +38,7 @@ RULES = OBS / "prometheus" / "fanout-rules.yaml"
 RULE_TESTS = OBS / "prometheus" / "tests"
 DASHBOARD = OBS / "grafana" / "fanout.json"
 COMPONENT = ROOT / "deploy" / "kubernetes" / "components" / "prometheus-rules"
-README = ROOT / "README.md"
+ALERTS_PAGE = ROOT / "docs" / "operations" / "alerts.md"
 # Grafana's variables, as a query sees them once Grafana has substituted them.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h"}
 
@@ -142,7 +143,7 @@ def test_the_parser_rejects_broken_promql() -> None:
 def test_every_alert_says_what_to_do() -> None:
     headings = {
         re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
-        for line in README.read_text().splitlines()
+        for line in ALERTS_PAGE.read_text().splitlines()
         if line.startswith("#")
     }
     rules = alert_rules()
@@ -151,7 +152,7 @@ def test_every_alert_says_what_to_do() -> None:
         annotations = rule["annotations"]
         assert annotations["summary"] and "Likely cause" in annotations["description"]
         path, _, anchor = annotations["runbook_url"].partition("#")
-        assert path == "README.md" and anchor in headings, rule["alert"]
+        assert path == "docs/operations/alerts.md" and anchor in headings, rule["alert"]
         assert anchor == rule["alert"].lower()
 
 

@@ -170,7 +170,7 @@ ROWS = [
                     f"sum by (fanout_dlq_reason) (rate(fanout_dlq_writes_total{{{S}}}[{RATE}]))",
                     "{{fanout_dlq_reason}}",
                 ),
-                help="README: What happens to a failed event; `fanout dlq inspect` shows them",
+                help="Docs: Operations, what happens to a failed event; `fanout dlq inspect` shows them",
             ),
             ts(
                 "Rule matches/s",
@@ -262,7 +262,7 @@ ROWS = [
                     f'(rate(fanout_retries_total{{{S}, error_type=~"(?i).*throttl.*"}}[{RATE}]))',
                     "{{error_type}} retries",
                 ),
-                help="README: Long throttles and outages of one target",
+                help="Docs: Operations, long throttles and outages of one target",
             ),
             ts(
                 "Call duration p50 / p99 by operation",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,10 @@ import pytest
 
 from fanout.cli import build_parser, main
 from fanout.commands.rules import run_events
+from tests.support.docs import reference_hook
 from tests.support.samples import dumps, sample, simplified
 
 ROOT = Path(__file__).resolve().parents[3]
-README = (ROOT / "README.md").read_text()
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/"
 
 RULES = f"""\
@@ -235,7 +236,7 @@ def test_subprocess_entry_point(tmp_path: Path) -> None:
 # --- docs ----------------------------------------------------------------------------------
 
 
-def test_every_rules_flag_is_in_the_readme() -> None:
+def test_every_rules_flag_is_in_the_cli_reference() -> None:
     sub = build_parser()._subparsers._group_actions[0].choices["rules"]  # type: ignore[union-attr]
     commands = sub._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert set(commands) == {"check", "test", "diff"}
@@ -247,9 +248,13 @@ def test_every_rules_flag_is_in_the_readme() -> None:
         if opt.startswith("--") and opt != "--help"
     ]
     assert len(flags) >= 4
-    assert [flag for flag in flags if f"`{flag}" not in README] == []
-    assert "fanout rules check" in README and "fanout rules test" in README
-    assert "### `fanout rules diff`" in README
+    reference = reference_hook().cli_reference()
+    assert [flag for flag in flags if f"`{flag}" not in reference] == []
+    for command in commands:
+        assert re.search(rf"^#+ fanout rules {command}$", reference, re.MULTILINE), command
+    # The written docs show the tools in use, not only the generated reference.
+    docs = "\n".join(page.read_text() for page in (ROOT / "docs").rglob("*.md"))
+    assert "fanout rules check" in docs and "fanout rules test" in docs
 
 
 def test_events_pattern_rules_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
