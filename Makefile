@@ -59,14 +59,14 @@ docs-serve: $(STAMP)  ## serve the docs site on http://127.0.0.1:8000 with live 
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 lint: $(STAMP)  ## ruff (incl. flake8-bandit rules) on fanout/ tests/ bench/ + mypy --strict on fanout/ + import contracts
-	$(VENV)/bin/ruff check fanout tests bench docs/hooks
-	$(VENV)/bin/ruff format --check fanout tests bench docs/hooks
+	$(VENV)/bin/ruff check fanout tests bench docs/hooks docs/diagrams
+	$(VENV)/bin/ruff format --check fanout tests bench docs/hooks docs/diagrams
 	$(VENV)/bin/mypy fanout
 	$(VENV)/bin/lint-imports  # layer contracts: [tool.importlinter] in pyproject.toml
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix fanout tests bench docs/hooks
-	$(VENV)/bin/ruff format fanout tests bench docs/hooks
+	$(VENV)/bin/ruff check --fix fanout tests bench docs/hooks docs/diagrams
+	$(VENV)/bin/ruff format fanout tests bench docs/hooks docs/diagrams
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import hashlib
 import io
 import itertools
 import re
@@ -655,3 +656,46 @@ def test_every_fanout_command_in_the_docs_parses() -> None:
                     failures.append(f"{where(path, number)}: fanout {shlex.join(argv)}: {error}")
     assert seen > 0, "no fanout command line found in the docs: is the scan broken?"
     assert not failures, "fanout refuses these documented command lines:\n" + "\n".join(failures)
+
+
+# ------------------------------------------------------------------------------------------
+# Diagrams and the README's links into the site
+
+
+def test_every_diagram_was_rendered_from_its_current_source() -> None:
+    """The site shows docs/diagrams/*.svg (offline, no CDN script); each records the SHA-256 of
+    the .mmd it was rendered from, so an edited source without a new render fails here. The
+    README embeds architecture.mmd itself (GitHub renders mermaid)."""
+    diagrams = ROOT / "docs" / "diagrams"
+    sources = sorted(diagrams.glob("*.mmd"))
+    assert {p.stem for p in sources} >= {"architecture", "life-of-a-message"}
+    for source in sources:
+        svg = source.with_suffix(".svg").read_text()
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        stamp = f"<!-- rendered from {source.name} sha256:{digest} -->"
+        assert svg.startswith(stamp), f"{source.name}: run python docs/diagrams/render.py"
+        assert "<svg" in svg
+    readme = (ROOT / "README.md").read_text()
+    assert f"```mermaid\n{(diagrams / 'architecture.mmd').read_text()}```" in readme
+
+
+README_LINK = re.compile(r"\]\((docs/[^)#\s]+)(?:#([^)\s]+))?\)")
+
+
+def test_every_readme_link_into_the_docs_resolves() -> None:
+    """mkdocs --strict checks the site's own links; the README is outside it."""
+    from markdown.extensions.toc import slugify
+
+    readme = (ROOT / "README.md").read_text()
+    links = README_LINK.findall(readme)
+    assert len(links) > 20
+    for path, anchor in links:
+        page = ROOT / path
+        assert page.is_file(), path
+        if anchor:
+            headings = {
+                slugify(line.lstrip("#").strip().replace("`", ""), "-")
+                for line in page.read_text().splitlines()
+                if line.startswith("#")
+            }
+            assert anchor in headings, f"README links {path}#{anchor}: no such heading"
