@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +14,7 @@ from fanout.observability.stats import Stats
 from fanout.testing.accounting import (
     Fleet,
     account,
-    client,
     make_events,
-    make_fleet,
     publish,
     run_service,
     wait_settled,
@@ -80,18 +76,6 @@ async def test_pollers_grow_under_a_full_queue_and_shrink_when_it_empties(
         await runner
         await cm.__aexit__(None, None, None)
     assert set(ids_of(await h.drain(target))) == {e["id"] for e in events}
-
-
-@pytest.fixture
-async def fleet(
-    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    async with client(moto_endpoint) as sqs:
-        fleet = await make_fleet(sqs, moto_endpoint, tmp_path, request.node.name[5:20])
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
 
 
 async def test_a_throttled_target_lowers_its_own_concurrency_and_its_batches_fill(

@@ -4,8 +4,6 @@ target's backlog is bounded (FANOUT_TARGET_MAX_PENDING): moto behind the fault p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +13,8 @@ from fanout.observability.stats import Stats
 from fanout.testing.accounting import (
     Fleet,
     account,
-    client,
     expected_targets,
     make_events,
-    make_fleet,
     publish,
     run_service,
     wait_settled,
@@ -26,18 +22,6 @@ from fanout.testing.accounting import (
 from fanout.testing.faultproxy import During, ErrorResponse, FaultProxy
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def fleet(
-    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path: Path
-) -> AsyncIterator[Fleet]:
-    async with client(moto_endpoint) as sqs:
-        fleet = await make_fleet(sqs, moto_endpoint, tmp_path, request.node.name[5:20])
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
 
 
 async def _throttled_run(

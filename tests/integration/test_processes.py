@@ -11,7 +11,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,7 @@ import pytest
 from fanout.testing.accounting import (
     Fleet,
     account,
-    client,
     make_events,
-    make_fleet,
     publish,
     wait_settled,
 )
@@ -32,16 +29,6 @@ from fanout.testing.accounting import (
 pytestmark = pytest.mark.integration
 
 SHIPPED_RULES = Path(__file__).resolve().parents[2] / "rules.yaml"
-
-
-@pytest.fixture
-async def fleet(moto_endpoint: str, tmp_path: Path) -> AsyncIterator[Fleet]:
-    async with client(moto_endpoint) as sqs:
-        fleet = await make_fleet(sqs, moto_endpoint, tmp_path, "procs")
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
 
 
 def free_port() -> int:
