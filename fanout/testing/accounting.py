@@ -15,7 +15,7 @@ import os
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,17 @@ async def make_fleet(sqs: Any, endpoint: str, tmp_path: Path, name: str) -> Flee
     rules_path = tmp_path / f"{name}-rules.yaml"
     rules_path.write_text(RULES.format(**targets))
     return Fleet(sqs, endpoint, prefix, source, dlq, targets, rules_path, load_rules(rules_path))
+
+
+@contextlib.asynccontextmanager
+async def fleet_on(endpoint: str, tmp_path: Path, name: str) -> AsyncIterator[Fleet]:
+    """A fresh fleet of queues at ``endpoint`` (moto or LocalStack), deleted on exit."""
+    async with client(endpoint) as sqs:
+        fleet = await make_fleet(sqs, endpoint, tmp_path, name)
+        try:
+            yield fleet
+        finally:
+            await fleet.delete()
 
 
 @dataclass(frozen=True)

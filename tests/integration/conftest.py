@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fanout.testing.accounting import Fleet, client, make_fleet
+from fanout.testing.accounting import Fleet, fleet_on
 
 
 @pytest.fixture
@@ -17,9 +17,5 @@ async def fleet(
     """The test's queues on moto (source, DLQ, the shipped rules' targets), named after the test
     and deleted afterwards."""
     name = request.node.name.split("[")[0].removeprefix("test_")[:24]
-    async with client(moto_endpoint) as sqs:
-        fleet = await make_fleet(sqs, moto_endpoint, tmp_path, name)
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
+    async with fleet_on(moto_endpoint, tmp_path, name) as fleet:
+        yield fleet

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fanout.testing.accounting import LOCALSTACK_URL, Fleet, client, localstack_up, make_fleet
+from fanout.testing.accounting import LOCALSTACK_URL, Fleet, fleet_on, localstack_up
 
 
 @pytest.fixture
@@ -25,9 +25,5 @@ async def fleet(
     else:
         endpoint = request.getfixturevalue("moto_endpoint")
     name = request.node.name.split("[")[0].removeprefix("test_")[:24]
-    async with client(endpoint) as sqs:
-        fleet = await make_fleet(sqs, endpoint, tmp_path, name)
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
+    async with fleet_on(endpoint, tmp_path, name) as fleet:
+        yield fleet

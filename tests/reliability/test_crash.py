@@ -29,11 +29,10 @@ from fanout.testing.accounting import (
     LOCALSTACK_URL,
     Fleet,
     account,
-    client,
     depth,
+    fleet_on,
     localstack_up,
     make_events,
-    make_fleet,
     publish,
 )
 from fanout.testing.faultproxy import Delay, FaultProxy, SqsRequest
@@ -61,13 +60,9 @@ async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         endpoint = LOCALSTACK_URL
     else:
         endpoint = request.getfixturevalue("moto_endpoint")
-    async with client(endpoint) as sqs:
-        fleet = await make_fleet(sqs, endpoint, tmp_path, f"crash-{request.param}")
+    async with fleet_on(endpoint, tmp_path, f"crash-{request.param}") as fleet:
         fleet.profile = request.param
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
+        yield fleet
 
 
 def _long(fleet: Fleet) -> bool:

@@ -30,10 +30,9 @@ from fanout.testing.accounting import (
     LOCALSTACK_URL,
     Fleet,
     account,
-    client,
+    fleet_on,
     localstack_up,
     make_events,
-    make_fleet,
     publish,
     wait_settled,
 )
@@ -50,13 +49,9 @@ SHUTDOWN = 10.0
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     if not localstack_up():
         pytest.fail(f"LocalStack is not reachable at {LOCALSTACK_URL} (see README)")
-    async with client(LOCALSTACK_URL) as sqs:
-        fleet = await make_fleet(sqs, LOCALSTACK_URL, tmp_path, "many")
+    async with fleet_on(LOCALSTACK_URL, tmp_path, "many") as fleet:
         fleet.profile = "long"
-        try:
-            yield fleet
-        finally:
-            await fleet.delete()
+        yield fleet
 
 
 def free_port() -> int:
